@@ -1,0 +1,44 @@
+"""Device backends: where the analog network's outputs come from.
+
+Backends are registered by name in :data:`BACKENDS` and imported lazily, so
+choosing the simulator never imports a physical backend's dependencies. Every
+backend subclasses :class:`~plc_anna.device.base.AnalogNetwork`.
+
+Examples
+--------
+>>> net = open_network("simulated", network="digits", device="ideal", seed=0)
+>>> net.infer(net.network.X[:2]).shape
+(2, 10)
+>>> open_network("nonsense")
+Traceback (most recent call last):
+...
+ValueError: unknown device backend 'nonsense'; valid backends: simulated
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from plc_anna.device.base import AnalogNetwork, LayerTrace
+
+#: name -> (module, class); the PLC-observed backend for physical networks joins here.
+BACKENDS: dict[str, tuple[str, str]] = {
+    "simulated": ("plc_anna.device.simulated", "SimulatedNetwork"),
+}
+
+
+def backend_class(name: str) -> type[AnalogNetwork]:
+    """Import and return the backend class registered as ``name``."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown device backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+    module_name, class_name = BACKENDS[name]
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def open_network(backend: str = "simulated", **kwargs: Any) -> AnalogNetwork:
+    """Instantiate the backend registered as ``backend`` with ``kwargs``."""
+    return backend_class(backend)(**kwargs)
+
+
+__all__ = ["AnalogNetwork", "BACKENDS", "LayerTrace", "backend_class", "open_network"]
