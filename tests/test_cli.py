@@ -1,0 +1,87 @@
+"""The command line, run in-process with click's runner and once as the installed script."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from plc_anna.device.network import save_network
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.mark.parametrize("net,metric", [("digits", "accuracy"), ("thermocouple", "rmse")])
+@pytest.mark.parametrize("device", ["pcm", "hermes"])
+def test_simulate_shipped_networks(runner, tmp_path, net, metric, device):
+    out = tmp_path / "report.json"
+    result = runner.invoke(main, ["simulate", "--net", net, "--device", device, "--ages", "1h,1d,30d,1y,10y",
+                                  "--seed", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "10y" in result.output
+    report = json.loads(out.read_text())
+    assert [row["age_s"] for row in report["ages"]] == [3600.0, 86400.0, 2592000.0, 31557600.0, 315576000.0]
+    for row in report["ages"]:
+        assert row["metric"]["name"] == metric and np.isfinite(row["metric"]["value"])
+        assert len(row["layers"]) == (2 if net == "digits" else 3)
+        assert all(0 < layer["conductance_ratio_median"] < 1 for layer in row["layers"])
+    # drift hurts the uncorrected network: worse at 10 years than at 1 hour
+    first, last = report["ages"][0]["metric"]["value"], report["ages"][-1]["metric"]["value"]
+    assert (last < first) if metric == "accuracy" else (last > first)
+
+
+def test_simulate_user_files(runner, tmp_path, two_layer_net):
+    net_path = tmp_path / "mine.npz"
+    save_network(two_layer_net, net_path)
+    device_path = tmp_path / "device.toml"
+    device_path.write_text('preset = "ideal"\ndrift_scale = 1.0\nnu_mean = 0.05\nnu_std = 0\n')
+    out = tmp_path / "r.json"
+    result = runner.invoke(main, ["simulate", "--net", str(net_path), "--device", str(device_path),
+                                  "--ages", "180s", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    ratio = report["ages"][0]["layers"][0]["conductance_ratio_median"]
+    assert ratio == pytest.approx(10 ** -0.05, rel=1e-12)  # ((180 + 20)/20)^-0.05
+    assert report["device_params"]["nu_mean"] == 0.05
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--ages", "1week"], "cannot read age '1week'"),
+    (["--device", "rram"], "neither a preset"),
+    (["--net", "nonexistent.npz"], "neither a shipped network"),
+    (["--seed", "-1"], "-1 is not in the range"),
+    (["--json", "/nonexistent/dir/r.json"], "does not exist"),
+])
+def test_simulate_errors(runner, args, message):
+    result = runner.invoke(main, ["simulate", *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_device_file_is_named(runner, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("nu_std = -1\n")
+    result = runner.invoke(main, ["simulate", "--device", str(path), "--ages", "1h"])
+    assert result.exit_code == 1
+    assert "'nu_std' must be >= 0" in result.output and str(path) in result.output
+
+
+def test_demo_runs(runner):
+    result = runner.invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "digits" in result.output and "thermocouple" in result.output and "10y" in result.output
+
+
+def test_installed_console_script():
+    exe = shutil.which("plc-anna")
+    if exe is None:
+        pytest.fail("the plc-anna console script is not installed; run pip install '.[test]' first")
+    result = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    assert "plc-anna" in result.stdout

@@ -1,0 +1,19 @@
+"""Layering: the numerics and the device never import the server, the PLC link or the CLI."""
+
+import subprocess
+import sys
+
+import pytest
+
+FORBIDDEN = ("click", "rich", "asyncua", "pymodbus", "cli")
+
+
+@pytest.mark.parametrize("module", [
+    "plc_anna.device", "plc_anna.device.simulated", "plc_anna.device.network", "plc_anna.device.params",
+    "plc_anna.ageing", "plc_anna.units",
+])
+def test_library_modules_stay_light(module):
+    code = (f"import sys, {module}; "
+            f"print(','.join(m for m in {FORBIDDEN!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"{module} imports {result.stdout.strip()}"
