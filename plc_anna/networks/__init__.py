@@ -1,0 +1,1 @@
+"""Shipped reference networks (package data: ``digits.npz``, ``thermocouple.npz``)."""
