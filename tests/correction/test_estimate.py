@@ -1,0 +1,65 @@
+"""The moment-only correction recovers a known drift, also under a process change."""
+
+import numpy as np
+import pytest
+
+from plc_anna.correction.baselines import oracle_affine
+from plc_anna.correction.estimate import estimate_correction
+from plc_anna.stats.moments import batch_moments
+from plc_anna.stats.reference import fit_fingerprint, reference_moments
+
+
+@pytest.fixture
+def layer():
+    rng = np.random.default_rng(5)
+    W = rng.normal(size=(8, 10)) / 3
+    b = rng.normal(size=8) / 5
+    W_cal = W * (1 + 0.05 * rng.normal(size=W.shape))
+    b_cal = b + 0.02 * rng.normal(size=8)
+    noise = 0.01
+    x_cal = rng.normal(size=(40000, 10))
+    y_cal = x_cal @ W_cal.T + b_cal + noise * rng.normal(size=(40000, 8))
+    fp = fit_fingerprint(batch_moments(np.hstack([x_cal, y_cal]), covariance=True), n_inputs=10)
+    return rng, W, b, W_cal, b_cal, noise, fp
+
+
+@pytest.mark.parametrize("shift", [0.0, 2.0])
+def test_known_drift_is_recovered(layer, shift):
+    rng, W, b, W_cal, b_cal, noise, fp = layer
+    drift_gain = rng.uniform(0.7, 1.1, 8)
+    drift_offset = rng.normal(0, 0.05, 8)
+    # live data from another process: shifted mean and doubled variance when shift > 0
+    x = rng.normal(size=(20000, 10)) * (1 + shift / 2) + shift
+    y = drift_gain * (x @ W_cal.T + b_cal) + drift_offset + noise * rng.normal(size=(20000, 8))
+    out = batch_moments(y)
+    ref = reference_moments(batch_moments(x @ W.T + b), batch_moments(fp.predict(x)))
+    c = estimate_correction(ref, out.mean, out.var, fp.noise_var)
+    np.testing.assert_allclose(c.drift_gain, drift_gain, rtol=0.02)
+    np.testing.assert_allclose(c.drift_offset, drift_offset, atol=0.02)
+    # the corrected outputs have the ideal distribution
+    corrected = c.gain * y + c.offset
+    np.testing.assert_allclose(corrected.mean(axis=0), (x @ W.T + b).mean(axis=0), atol=1e-9)
+    np.testing.assert_allclose(corrected.std(axis=0), (x @ W.T + b).std(axis=0), rtol=0.01)
+    # and per sample it is nearly as good as the labelled least-squares fit (the oracle)
+    oracle_gain, oracle_offset = oracle_affine(y, x @ W.T + b)
+    corrected = c.gain * y + c.offset
+    ideal = x @ W.T + b
+    error = np.sqrt(np.mean((corrected - ideal) ** 2))
+    oracle_error = np.sqrt(np.mean((oracle_gain * y + oracle_offset - ideal) ** 2))
+    raw_error = np.sqrt(np.mean((y - ideal) ** 2))
+    assert error < oracle_error * 1.15
+    assert raw_error > 3 * error
+
+
+def test_no_drift_gives_identity_on_the_calibrated_state(layer):
+    rng, W, b, W_cal, b_cal, noise, fp = layer
+    x = rng.normal(size=(20000, 10))
+    y = x @ W_cal.T + b_cal + noise * rng.normal(size=(20000, 8))
+    out = batch_moments(y)
+    c = estimate_correction(reference_moments(batch_moments(x @ W.T + b), batch_moments(fp.predict(x))), out.mean, out.var,
+                            fp.noise_var)
+    np.testing.assert_allclose(c.drift_gain, 1.0, atol=0.01)
+    np.testing.assert_allclose(c.drift_offset, 0.0, atol=0.01)
+    # what remains is the static programming error, which the map to the ideal corrects
+    ideal = x @ W.T + b
+    assert np.sqrt(np.mean((c.gain * y + c.offset - ideal) ** 2)) < np.sqrt(np.mean((y - ideal) ** 2))
