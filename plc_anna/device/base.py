@@ -107,6 +107,21 @@ class AnalogNetwork(ABC):
             a = activate(y, layer.activation)
         return traces
 
+    def read_layer(self, layer: int, inputs: np.ndarray) -> np.ndarray:
+        """Raw analog outputs of ``layer`` alone for its own ``inputs`` (n, n_in).
+
+        This is how a chip's tile is read in isolation, for instance with
+        one-hot inputs for global drift compensation.
+        """
+        self._check_layer(layer)
+        n_in = self.network.layers[layer].n_in
+        inputs = np.asarray(inputs, dtype=float)
+        if inputs.ndim != 2 or inputs.shape[1] != n_in:
+            raise ValueError(f"inputs of layer {layer} must have shape (n, {n_in}), got {inputs.shape}")
+        if not np.all(np.isfinite(inputs)):
+            raise ValueError("inputs contain NaN or Inf")
+        return self._layer_hook(layer, inputs)
+
     def infer(self, X: np.ndarray) -> np.ndarray:
         """Raw outputs of the last layer for inputs ``X``, shape (n, n_outputs)."""
         return self.trace(X)[-1].outputs

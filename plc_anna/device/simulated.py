@@ -48,7 +48,7 @@ class SimulatedNetwork(AnalogNetwork):
     >>> sim = SimulatedNetwork("thermocouple", "pcm", seed=1)
     >>> sim.set_age(365.25 * 86400)  # one year, in no time
     >>> round(sim.conductance_ratio_median(0), 3)
-    0.447
+    0.431
     """
 
     def __init__(self, network: Network | str, device: DeviceParams | str = "pcm", seed: int = 0,

@@ -1,0 +1,154 @@
+"""The streaming compensator on a synthetic layer with known drift."""
+
+import numpy as np
+import pytest
+
+from plc_anna.compensator import Compensator, CompensatorConfig, LayerCompensator
+from plc_anna.correction.baselines import oracle_affine
+from plc_anna.correction.transition import RampLimits
+from plc_anna.drift.states import DriftState, EventKind
+
+N_IN, N_OUT, BATCH = 8, 6, 64
+CONFIG = CompensatorConfig(calibration_samples=4096, estimate_samples=2048, holdout_samples=1024,
+                           ramp=RampLimits(scans=10, max_gain_step=0.01))
+
+
+class Plant:
+    """A drifting layer: y = gain * (x W_cal^T + b_cal) + offset + noise."""
+
+    def __init__(self, seed=0):
+        self.rng = np.random.default_rng(seed)
+        self.W = self.rng.normal(size=(N_OUT, N_IN)) / 2
+        self.b = self.rng.normal(size=N_OUT) / 5
+        self.W_cal = self.W * (1 + 0.05 * self.rng.normal(size=self.W.shape))
+        self.b_cal = self.b + 0.01 * self.rng.normal(size=N_OUT)
+        self.gain, self.offset = np.ones(N_OUT), np.zeros(N_OUT)
+        self.x_mean, self.x_scale = 0.0, 1.0
+
+    def scan(self):
+        x = self.x_mean + self.x_scale * self.rng.normal(size=(BATCH, N_IN))
+        y = self.gain * (x @ self.W_cal.T + self.b_cal) + self.offset + 0.01 * self.rng.normal(size=(BATCH, N_OUT))
+        return x, y
+
+
+def run(plant, layer, scans):
+    events, gains = [], []
+    for _ in range(scans):
+        events += layer.update(*plant.scan())
+        gains.append(layer.correction()[0])
+    return events, np.array(gains)
+
+
+@pytest.fixture
+def calibrated():
+    plant = Plant()
+    layer = LayerCompensator(0, plant.W, plant.b, CONFIG)
+    events, _ = run(plant, layer, 200)
+    assert events[0].kind is EventKind.CALIBRATED
+    assert layer.state is DriftState.NOMINAL
+    return plant, layer
+
+
+def test_calibration_corrects_the_programming_error(calibrated):
+    plant, layer = calibrated
+    x, y = plant.scan()
+    gain, offset = layer.correction()
+    ideal = x @ plant.W.T + plant.b
+    oracle_gain, oracle_offset = oracle_affine(y, ideal)
+
+    def rms(e):
+        return np.sqrt(np.mean(e**2))
+
+    corrected, raw = rms(gain * y + offset - ideal), rms(y - ideal)
+    oracle = rms(oracle_gain * y + oracle_offset - ideal)  # in-sample: the best per-column affine map
+    assert corrected < raw
+    assert corrected - oracle < 0.2 * (raw - oracle)
+
+
+def test_process_shift_raises_no_alarm(calibrated):
+    plant, layer = calibrated
+    plant.x_mean, plant.x_scale = 2.0, np.sqrt(2.0)  # mean shift of 2 sigma, variance x2
+    events, _ = run(plant, layer, 1500)
+    assert [e for e in events if e.kind is EventKind.DRIFT_DETECTED] == []
+    assert layer.state in (DriftState.NOMINAL, DriftState.SUSPECT)
+
+
+def test_known_drift_is_detected_and_recovered(calibrated):
+    plant, layer = calibrated
+    before = layer.correction()
+    plant.gain = np.linspace(0.9, 0.97, N_OUT)
+    plant.offset = np.linspace(-0.05, 0.05, N_OUT)
+    events, gains = run(plant, layer, 400)
+    kinds = [e.kind for e in events]
+    assert kinds.index(EventKind.DRIFT_DETECTED) < kinds.index(EventKind.TRANSITION_STARTED) \
+        < kinds.index(EventKind.COMMITTED)
+    first = next(e for e in events if e.kind is EventKind.DRIFT_DETECTED)
+    assert first.scan - 200 <= 3  # a 3-10 % gain step is seen within a few scans
+    gain, offset = layer.correction()
+    # the new correction undoes the drift on top of the calibration correction
+    np.testing.assert_allclose(gain, before[0] / plant.gain, rtol=0.01)
+    np.testing.assert_allclose(gain * plant.offset + offset, before[1], atol=0.01)
+    # bumpless: the applied gain moved monotonically and within the slew limit
+    steps = np.diff(gains, axis=0)
+    assert np.all(np.abs(steps) <= 0.01 + 1e-12)
+    assert np.all((steps >= -1e-12) | (steps <= 1e-12))
+    assert np.all(np.sign(steps[np.abs(steps) > 1e-12]) == np.sign((before[0] / plant.gain - before[0]))[
+        np.nonzero(np.abs(steps) > 1e-12)[1]])
+
+
+def test_rollback_when_the_hold_out_disagrees(calibrated):
+    plant, layer = calibrated
+    good = layer.correction()
+    plant.gain = np.full(N_OUT, 0.9)
+    events = []
+    while layer.state is not DriftState.COMPENSATING:
+        events += layer.update(*plant.scan())
+    plant.gain = np.ones(N_OUT)  # the drift vanishes while the new correction ramps in
+    for _ in range(100):
+        events += layer.update(*plant.scan())
+        if any(e.kind is EventKind.ROLLED_BACK for e in events):
+            break
+    assert any(e.kind is EventKind.ROLLED_BACK for e in events)
+    np.testing.assert_array_equal(layer.correction()[0], good[0])
+
+
+def test_fault_holds_last_good_until_calibration(calibrated):
+    plant, layer = calibrated
+    good = layer.correction()
+    plant.gain[2] = 0.0  # a dead column
+    events = layer.update(*plant.scan())
+    assert [e.kind for e in events] == [EventKind.FAULT]
+    assert layer.state is DriftState.FAULT and events[0].severity >= 800
+    np.testing.assert_array_equal(layer.correction()[0], good[0])
+    run(plant, layer, 20)
+    assert layer.state is DriftState.FAULT
+    layer.calibrate()
+    assert layer.state is DriftState.CALIBRATING
+
+
+def test_bad_batches_are_refused_without_change(calibrated):
+    plant, layer = calibrated
+    x, y = plant.scan()
+    scan = layer.scan
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        layer.update(x[:, :3], y)
+    with pytest.raises(ValueError, match="outputs must have shape"):
+        layer.update(x, y[:, :2])
+    y[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        layer.update(x, y)
+    assert layer.scan == scan
+
+
+def test_network_compensator_wires_layers(two_layer_net):
+    comp = Compensator.for_network(two_layer_net, CONFIG)
+    assert comp.device_layers == [0] and comp.sinks == ("device", "plc")
+    with pytest.raises(ValueError, match="expected 2"):
+        comp.update([(np.ones((4, 12)), np.ones((4, 6)))])
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="calibration_samples"):
+        CompensatorConfig(calibration_samples=1)
+    with pytest.raises(ValueError, match="arl0"):
+        CompensatorConfig(arl0=1.0)
