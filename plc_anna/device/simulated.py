@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from plc_anna.device.base import AnalogNetwork
+from plc_anna.device.base import AnalogNetwork, check_correction
 from plc_anna.device.clock import AgeClock
 from plc_anna.device.crossbar import HORIZON_S, Crossbar
 from plc_anna.device.network import Network, load_network
@@ -73,6 +73,7 @@ class SimulatedNetwork(AnalogNetwork):
             self._crossbars.append(Crossbar(matrix, p, self._rng(index, _STREAM_CROSSBAR)))
             self._peripheries.append(Periphery(layer.n_out, p, self._rng(index, _STREAM_PERIPHERY)))
             self._read_rngs.append(self._rng(index, _STREAM_READS))
+        self._faults = [(np.ones(layer.n_out), np.zeros(layer.n_out)) for layer in network.layers]
         self._cache_key: tuple[float, float] | None = None
         self._effective: list[np.ndarray] = []  # per layer (n_out, n_rows) matrix at the current state
         self._periphery_now: list[tuple[np.ndarray, np.ndarray]] = []
@@ -141,6 +142,17 @@ class SimulatedNetwork(AnalogNetwork):
         gain, offset = self._periphery_now[layer]
         return gain.copy(), offset * self.network.layers[layer].output_range
 
+    def inject_fault(self, layer: int, gain: np.ndarray | float = 1.0, offset: np.ndarray | float = 0.0) -> None:
+        """Test rig: multiply ``layer``'s column gains by ``gain`` and add ``offset`` (output units).
+
+        The fault acts at the ADC input, on top of the periphery's own
+        ageing, and stays until replaced; ``inject_fault(layer)`` clears it.
+        """
+        self._check_layer(layer)
+        spec = self.network.layers[layer]
+        gain, offset = check_correction(spec.n_out, gain, offset)
+        self._faults[layer] = (gain, offset / spec.output_range)
+
     # ------------------------------------------------------------- inference
     def _layer_hook(self, index: int, inputs: np.ndarray) -> np.ndarray:
         self._refresh()
@@ -153,7 +165,8 @@ class SimulatedNetwork(AnalogNetwork):
         # Normalized crossbar output in units of w_max, then in ADC full scales.
         adc_in = (u @ self._effective[index].T) * (layer.input_range * crossbar.w_max / layer.output_range)
         gain, offset = self._periphery_now[index]
-        adc_in = gain * adc_in + offset
+        fault_gain, fault_offset = self._faults[index]
+        adc_in = fault_gain * (gain * adc_in + offset) + fault_offset
         if p.output_noise_std > 0:
             adc_in = adc_in + p.output_noise_std * self._read_rngs[index].standard_normal(adc_in.shape)
         y = quantize(adc_in, p.adc_bits) * layer.output_range

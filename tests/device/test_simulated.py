@@ -176,3 +176,17 @@ def test_bad_arguments(two_layer_net):
         sim.infer(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="seed"):
         SimulatedNetwork(two_layer_net, "pcm", seed=-1)
+
+
+def test_injected_fault_acts_at_the_adc_and_clears(linear_net):
+    sim = SimulatedNetwork(linear_net, "ideal", seed=0)
+    X = linear_net.X
+    clean = sim.infer(X)
+    gain = np.ones(8)
+    gain[3] = 0.95
+    sim.inject_fault(0, gain, 0.01)
+    np.testing.assert_allclose(sim.infer(X), clean * gain + 0.01, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="gain must have 8 values"):
+        sim.inject_fault(0, np.ones(3))
+    sim.inject_fault(0)
+    np.testing.assert_allclose(sim.infer(X), clean, rtol=1e-12, atol=1e-12)
