@@ -32,7 +32,7 @@ True
 >>> raw = sim.infer(X)
 >>> rms = lambda e: float(np.sqrt(np.mean(e**2)))
 >>> round(rms(raw - ideal)), round(rms(gain * raw + offset - ideal), 1)   # °C, uncorrected and corrected
-(202, 30.2)
+(202, 28.4)
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import numpy as np
 
 from plc_anna.correction.estimate import Correction, estimate_correction
 from plc_anna.correction.transition import RampLimits, Transition
-from plc_anna.device.network import Network, activate
+from plc_anna.device.network import Network
 from plc_anna.drift.fisher_rao import fisher_rao_distance, layer_distance
 from plc_anna.drift.monitor import DriftMonitor, ScanStatistic
 from plc_anna.drift.states import DriftState, Event, EventKind
@@ -138,6 +138,7 @@ class LayerCompensator:
         self.n_out, self.n_in = self.weights.shape
         self.scan = 0
         self._fingerprint: Fingerprint | None = None
+        self._monitor: DriftMonitor | None = None
         self._gain, self._offset = np.ones(self.n_out), np.zeros(self.n_out)
         self._good = (self._gain.copy(), self._offset.copy())
         self._next_age = -math.inf
@@ -154,7 +155,7 @@ class LayerCompensator:
 
     @property
     def monitor(self) -> DriftMonitor | None:
-        """The drift monitor against the current fingerprint (None while calibrating)."""
+        """The drift monitor against the current fingerprint (the previous one while calibrating)."""
         return self._monitor
 
     @property
@@ -163,7 +164,7 @@ class LayerCompensator:
 
     @property
     def distance(self) -> float:
-        """Layer Fisher–Rao distance of the last scan (product-manifold norm); NaN while calibrating."""
+        """Layer Fisher–Rao distance of the last scan measured (product-manifold norm); NaN before any."""
         last = self.last_statistic
         return math.nan if last is None else layer_distance(last.distances)
 
@@ -196,8 +197,7 @@ class LayerCompensator:
         self._enter_nominal()
 
     # ----------------------------------------------------------------- scan
-    def update(self, inputs: np.ndarray, outputs: np.ndarray, age_s: float | None = None,
-               ideal: np.ndarray | None = None) -> list[Event]:
+    def update(self, inputs: np.ndarray, outputs: np.ndarray, age_s: float | None = None) -> list[Event]:
         """Feed one scan; returns the events it raised.
 
         Parameters
@@ -208,15 +208,9 @@ class LayerCompensator:
             Its raw analog outputs (n, n_out), before this layer's correction.
         age_s
             The network's age, for the log-age schedule (optional).
-        ideal
-            What the ideal digital network's pre-activations are for this
-            batch (n, n_out); default ``inputs @ Wᵀ + b``. In a network, the
-            ideal activations of the layer before (see :class:`Compensator`).
         """
         inputs, outputs = self._check(inputs, outputs)
-        ideal = inputs @ self.weights.T + self.bias if ideal is None else np.asarray(ideal, dtype=float)
-        if ideal.shape != outputs.shape:
-            raise ValueError(f"layer {self.index}: ideal must have shape {outputs.shape}, got {ideal.shape}")
+        ideal = inputs @ self.weights.T + self.bias  # what the programmed weights make of these inputs
         self.scan += 1
         if self._state is DriftState.CALIBRATING:
             return self._calibrate_step(inputs, outputs, ideal, age_s)
@@ -264,7 +258,6 @@ class LayerCompensator:
         self._calibration = RunningMoments(self.n_in + self.n_out, covariance=True)
         self._calibration_ideal = RunningMoments(self.n_out)
         self._previous_distances: np.ndarray | None = None
-        self._monitor: DriftMonitor | None = None
         self._window: RunningMoments | None = None
         self._transition: Transition | None = None
         self._pending: Correction | None = None
@@ -394,11 +387,10 @@ class Compensator:
     the device's own affine units; the last layer's goes to the PLC.
     """
 
-    def __init__(self, layers: Sequence[LayerCompensator], activations: Sequence[str], sinks: Sequence[str]) -> None:
-        if not len(layers) == len(activations) == len(sinks):
-            raise ValueError("one activation and one sink per layer")
+    def __init__(self, layers: Sequence[LayerCompensator], sinks: Sequence[str]) -> None:
+        if len(layers) != len(sinks):
+            raise ValueError("one sink per layer")
         self.layers = list(layers)
-        self.activations = tuple(activations)
         self.sinks = tuple(sinks)
 
     @classmethod
@@ -408,7 +400,7 @@ class Compensator:
         n = len(network.layers)
         sinks = tuple(sinks) if sinks is not None else ("device",) * (n - 1) + ("plc",)
         return cls([LayerCompensator(i, layer.weights, layer.bias, config) for i, layer in enumerate(network.layers)],
-                   [layer.activation for layer in network.layers], sinks)
+                   sinks)
 
     @property
     def device_layers(self) -> list[int]:
@@ -424,19 +416,16 @@ class Compensator:
     def update(self, batches: Sequence[tuple[np.ndarray, np.ndarray]], age_s: float | None = None) -> list[Event]:
         """Feed one scan: a ``(inputs, raw_outputs)`` pair per layer, in layer order.
 
-        The ideal reference of every layer is the ideal digital network's
-        pre-activation for the same network inputs, so a layer is corrected
-        towards what it should output, not towards what its drifted inputs
-        would give.
+        Each layer corrects its own drift: its ideal is what the programmed
+        weights make of the inputs it actually receives. (Targeting the ideal
+        network's activations instead lets a layer absorb its upstream
+        layers' transient errors, and the benchmark scores that worse.)
         """
         if len(batches) != len(self.layers):
             raise ValueError(f"expected {len(self.layers)} (inputs, outputs) pairs, got {len(batches)}")
         events: list[Event] = []
-        ideal_inputs = np.asarray(batches[0][0], dtype=float)
-        for layer, activation, (inputs, outputs) in zip(self.layers, self.activations, batches):
-            ideal = ideal_inputs @ layer.weights.T + layer.bias
-            events.extend(layer.update(inputs, outputs, age_s=age_s, ideal=ideal))
-            ideal_inputs = activate(ideal, activation)
+        for layer, (inputs, outputs) in zip(self.layers, batches):
+            events.extend(layer.update(inputs, outputs, age_s=age_s))
         return events
 
     def calibrate(self) -> None:

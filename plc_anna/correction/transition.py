@@ -35,8 +35,8 @@ class RampLimits:
         Allowed offsets ``(low, high)`` in output units.
     """
 
-    scans: int = 20
-    max_gain_step: float = 0.01
+    scans: int = 10
+    max_gain_step: float = 0.02
     max_offset_step: float = math.inf
     gain_range: tuple[float, float] = (0.25, 4.0)
     offset_range: tuple[float, float] = (-math.inf, math.inf)
