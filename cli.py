@@ -7,6 +7,7 @@ import time
 
 import click
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from plc_anna import __version__
@@ -79,25 +80,164 @@ def simulate(net: str, device: str, ages: list[float], seed: int, json_path: str
 
 
 @main.command()
+@click.option("--net", "nets", multiple=True, help="Network(s) to age (default: thermocouple, digits).")
 @click.option("--device", default="pcm", show_default=True, help="Device preset or .toml path.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
-def demo(device: str, seed: int) -> None:
-    """Age both shipped networks through 10 years and show what drift does.
+@click.option("--scans", default=1200, show_default=True, type=click.IntRange(min=60),
+              help="Scans of 64 samples from 1 minute to 10 years.")
+def demo(nets: tuple[str, ...], device: str, seed: int, scans: int) -> None:
+    """Age the shipped networks through 10 years while plc-anna compensates.
 
-    Compensation joins this demo as it lands; today it shows the problem:
-    the uncorrected analog network against its digital twin.
+    Each row is a checkpoint: the last layer's drift state, Fisher-Rao
+    distance and range of gains (the PLC's Gain[j] tags), and the RMS error
+    against the ideal digital network without and with the correction.
     """
+    from plc_anna.demo import run_demo
+    from plc_anna.device.network import load_network
+
+    console = Console()
+    start = time.perf_counter()
+    summaries = []
+    try:
+        for net in nets or ("thermocouple", "digits"):
+            network_is_classifier = load_network(net).task == "classification"
+            table = Table(title=f"{net} on {device}, seed {seed}: 10 years of drift, compensated")
+            for column in ("age", "state", "d_FR", "gain", "error raw", "error corr"):
+                table.add_column(column, justify="right")
+            if network_is_classifier:
+                table.add_column("accuracy raw", justify="right")
+                table.add_column("accuracy corr", justify="right")
+            rows = []
+
+            def show(row, table=table, rows=rows, classifier=network_is_classifier):
+                rows.append(row)
+                unit = f" {row['unit']}" if row["unit"] else ""
+                cells = [row["age"], row["states"][-1].capitalize(), f"{row['distance']:.3g}",
+                         f"{row['gain_min']:.2f}-{row['gain_max']:.2f}", f"{row['rmse_uncorrected']:.3g}{unit}",
+                         f"{row['rmse_corrected']:.3g}{unit}"]
+                if classifier:
+                    cells += [f"{100 * row['metric_uncorrected']:.1f} %", f"{100 * row['metric_corrected']:.1f} %"]
+                table.add_row(*cells)
+
+            with Live(table, console=console, refresh_per_second=8):
+                run_demo(net, device, seed=seed, scans=scans, on_row=show)
+            console.print()
+            last = rows[-1]
+            summaries.append(f"{net}: after 10 years the error against the ideal network is "
+                             f"{last['rmse_uncorrected']:.3g} uncorrected and {last['rmse_corrected']:.3g} "
+                             f"corrected{' ' + last['unit'] if last['unit'] else ''}")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in summaries:
+        console.print(line)
+    console.print(f"10 simulated years in {time.perf_counter() - start:.1f} s of wall time "
+                  "(simulated network; the OPC UA server and PLC link join this demo as they land).")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: every number in the docs comes from one of these."""
+
+
+def _progress(console: Console):
+    return lambda message: console.print(f"  done: {message}", style="dim")
+
+
+def _comma(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@bench.command("compensation")
+@click.option("--net", "nets", multiple=True, help="Network name or .npz (repeatable; default both shipped).")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), help=".npz with X and y for a user network.")
+@click.option("--device", "devices", multiple=True, help="Device preset or .toml (repeatable; default pcm, hermes).")
+@click.option("--ages", default=DEFAULT_AGES, show_default=True, callback=_ages, help="Ages to score at.")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Device seeds averaged.")
+@click.option("--samples", default=16384, show_default=True, type=click.IntRange(min=64),
+              help="Unlabelled live samples streamed per age.")
+@click.option("--quick", is_flag=True, help="One seed, fewer samples, nominal scenario only: a smoke test.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Save a plot (needs matplotlib).")
+def bench_compensation(nets, data, devices, ages, seeds, samples, quick, json_path, plot_path) -> None:
+    """Every method on every (network, device, scenario), at every age, in one run."""
+    from plc_anna.bench.compensation import compensation_benchmark, layer_update_speed, plot_compensation
+    from plc_anna.bench.streams import SCENARIOS
+
     console = Console()
     start = time.perf_counter()
     try:
-        for net in ("digits", "thermocouple"):
-            report = simulate_ageing(net, device, parse_ages("1min,1h,1d,30d,1y,10y"), seed=seed)
-            console.print(f"\n[bold]{net}[/bold]: digital {_metric_text(report['digital_metric'])}")
-            console.print(_ageing_table(report))
+        report = compensation_benchmark(
+            nets=nets or ("digits", "thermocouple"), devices=devices or ("pcm", "hermes"), ages_s=ages,
+            seeds=1 if quick else seeds, samples=min(samples, 8192) if quick else samples, data=data,
+            scenarios=("nominal",) if quick else SCENARIOS, progress=_progress(console))
+        report["speed"] = layer_update_speed(updates=200 if quick else 2000)
+        report["wall_time_s"] = time.perf_counter() - start
+        if json_path:
+            write_json(json_path, report)
+        if plot_path:
+            plot_compensation(report, plot_path)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    console.print(f"\nSimulated 10 years of PCM drift on two networks in {time.perf_counter() - start:.1f} s "
-                  "of wall time.")
+    for run in report["runs"]:
+        table = Table(title=f"{run['net']} / {run['device']} / {run['scenario']}: relative output error "
+                            f"({run['ages'][0]['metric_name']} below)")
+        table.add_column("age", justify="right")
+        from plc_anna.bench.compensation import METHODS
+
+        for method in METHODS:
+            table.add_column(method, justify="right")
+        table.add_column("R", justify="right")
+        for row in run["ages"]:
+            m = row["methods"]
+            metric = (lambda v: f"{100 * v:.1f}%") if row["metric_name"] == "accuracy" else (lambda v: f"{v:.3g}")
+            table.add_row(row["age"], *[f"{m[k]['output_error']:.4f}\n{metric(m[k]['metric'])}" for k in METHODS],
+                          "n/a" if row["recovered_fraction"] is None else f"{row['recovered_fraction']:.3f}")
+        console.print(table)
+    speed = report["speed"]
+    console.print(f"one compensator update, {speed['columns']} columns x {speed['samples_per_scan']} samples: "
+                  f"p50 {speed['update_ms']['p50']:.3f} ms, p99 {speed['update_ms']['p99']:.3f} ms")
+    console.print(f"summary: {report['summary']}")
+    console.print(f"wall time {report['wall_time_s']:.0f} s")
+
+
+@bench.command("detect")
+@click.option("--scans", default=20000, show_default=True, type=click.IntRange(min=100), help="Scans per stream.")
+@click.option("--samples-per-scan", default=64, show_default=True, type=click.IntRange(min=2))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--quick", is_flag=True, help="2000 scans per stream: a smoke test.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Save a plot (needs matplotlib).")
+def bench_detect(scans, samples_per_scan, seed, quick, json_path, plot_path) -> None:
+    """False alarms and detection delays of plc-anna, PageHinkley and ADWIN on the same streams."""
+    from plc_anna.bench.detect import detect_benchmark, plot_detect
+
+    console = Console()
+    start = time.perf_counter()
+    try:
+        report = detect_benchmark(scans=2000 if quick else scans, samples_per_scan=samples_per_scan, seed=seed,
+                                  progress=_progress(console))
+        report["wall_time_s"] = time.perf_counter() - start
+        if json_path:
+            write_json(json_path, report)
+        if plot_path:
+            plot_detect(report, plot_path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    table = Table(title=f"drift detection on {report['net']} / {report['device']}")
+    table.add_column("stream")
+    table.add_column("kind")
+    for detector in ("plc_anna", "page_hinkley", "adwin"):
+        table.add_column(f"{detector}\nfalse alarms/1e5", justify="right")
+        table.add_column(f"{detector}\ndelay [scans]", justify="right")
+    for stream in report["streams"]:
+        cells = []
+        for detector in ("plc_anna", "page_hinkley", "adwin"):
+            d = stream["detectors"][detector]
+            cells += [f"{d['false_alarms_per_1e5']:.0f}", "-" if d["delay_scans"] is None else str(d["delay_scans"])]
+        table.add_row(stream["name"], stream["kind"], *cells)
+    console.print(table)
+    console.print(f"summary: {report['summary']}")
+    console.print(f"wall time {report['wall_time_s']:.0f} s")
 
 
 if __name__ == "__main__":  # pragma: no cover
