@@ -13,10 +13,7 @@ per-sample ideal outputs paired with observed ones):
 
 For a batch, ``diag(W Σ_batch Wᵀ)`` equals the variance over the batch of the
 projections ``W x_i``; :func:`reference_moments` takes it that way, which
-costs ``n·d_in·d_out`` instead of ``d_in²·d_out``. In a network the ideal
-projections of a layer are those of the ideal digital network (its inputs
-are the ideal activations of the layer before), so upstream drift is not
-mistaken for the ideal.
+costs ``n·d_in·d_out`` instead of ``d_in²·d_out``.
 """
 
 from __future__ import annotations
