@@ -83,7 +83,7 @@ def simulate(net: str, device: str, ages: list[float], seed: int, json_path: str
 @click.option("--net", "nets", multiple=True, help="Network(s) to age (default: thermocouple, digits).")
 @click.option("--device", default="pcm", show_default=True, help="Device preset or .toml path.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
-@click.option("--scans", default=1200, show_default=True, type=click.IntRange(min=60),
+@click.option("--scans", default=2400, show_default=True, type=click.IntRange(min=60),
               help="Scans of 64 samples from 1 minute to 10 years.")
 def demo(nets: tuple[str, ...], device: str, seed: int, scans: int) -> None:
     """Age the shipped networks through 10 years while plc-anna compensates.
@@ -105,8 +105,8 @@ def demo(nets: tuple[str, ...], device: str, seed: int, scans: int) -> None:
             for column in ("age", "state", "d_FR", "gain", "error raw", "error corr"):
                 table.add_column(column, justify="right")
             if network_is_classifier:
-                table.add_column("accuracy raw", justify="right")
-                table.add_column("accuracy corr", justify="right")
+                table.add_column("acc raw", justify="right")
+                table.add_column("acc corr", justify="right")
             rows = []
 
             def show(row, table=table, rows=rows, classifier=network_is_classifier):

@@ -39,18 +39,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from plc_anna.correction.estimate import Correction, estimate_correction
 from plc_anna.correction.transition import RampLimits, Transition
-from plc_anna.device.network import Network
 from plc_anna.drift.fisher_rao import fisher_rao_distance, layer_distance
 from plc_anna.drift.monitor import DriftMonitor, ScanStatistic
 from plc_anna.drift.states import DriftState, Event, EventKind
 from plc_anna.stats.moments import Moments, RunningMoments
 from plc_anna.stats.reference import Fingerprint, Reference, fit_fingerprint, reference_moments
+
+if TYPE_CHECKING:  # the numerics never import the device package at run time
+    from plc_anna.device.network import Network
 
 
 @dataclass(frozen=True)
@@ -394,7 +397,7 @@ class Compensator:
         self.sinks = tuple(sinks)
 
     @classmethod
-    def for_network(cls, network: Network, config: CompensatorConfig | None = None,
+    def for_network(cls, network: "Network", config: CompensatorConfig | None = None,
                     sinks: Sequence[str] | None = None) -> "Compensator":
         config = config or CompensatorConfig()
         n = len(network.layers)

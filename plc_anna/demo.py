@@ -24,7 +24,7 @@ CHECKPOINTS = "1min,1h,1d,30d,1y,10y"
 SCAN_SAMPLES = 64
 
 
-def run_demo(net: str = "thermocouple", device: str = "pcm", seed: int = 0, scans: int = 1200,
+def run_demo(net: str = "thermocouple", device: str = "pcm", seed: int = 0, scans: int = 2400,
              checkpoints: Sequence[float] | None = None,
              on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Age ``net`` through the checkpoints in ``scans`` scans; one row per checkpoint."""
