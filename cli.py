@@ -143,8 +143,13 @@ def _progress(console: Console):
     return lambda message: console.print(f"  done: {message}", style="dim")
 
 
-def _comma(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
+def _save_report(report: dict, start: float, json_path: str | None, plot_path: str | None, plot) -> None:
+    """Stamp the wall time, then write the JSON and the plot that were asked for."""
+    report["wall_time_s"] = time.perf_counter() - start
+    if json_path:
+        write_json(json_path, report)
+    if plot_path:
+        plot(report, plot_path)
 
 
 @bench.command("compensation")
@@ -171,11 +176,7 @@ def bench_compensation(nets, data, devices, ages, seeds, samples, quick, json_pa
             seeds=1 if quick else seeds, samples=min(samples, 8192) if quick else samples, data=data,
             scenarios=("nominal",) if quick else SCENARIOS, progress=_progress(console))
         report["speed"] = layer_update_speed(updates=200 if quick else 2000)
-        report["wall_time_s"] = time.perf_counter() - start
-        if json_path:
-            write_json(json_path, report)
-        if plot_path:
-            plot_compensation(report, plot_path)
+        _save_report(report, start, json_path, plot_path, plot_compensation)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     for run in report["runs"]:
@@ -216,11 +217,7 @@ def bench_detect(scans, samples_per_scan, seed, quick, json_path, plot_path) -> 
     try:
         report = detect_benchmark(scans=2000 if quick else scans, samples_per_scan=samples_per_scan, seed=seed,
                                   progress=_progress(console))
-        report["wall_time_s"] = time.perf_counter() - start
-        if json_path:
-            write_json(json_path, report)
-        if plot_path:
-            plot_detect(report, plot_path)
+        _save_report(report, start, json_path, plot_path, plot_detect)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     table = Table(title=f"drift detection on {report['net']} / {report['device']}")
