@@ -220,17 +220,18 @@ def bench_detect(scans, samples_per_scan, seed, quick, json_path, plot_path) -> 
         _save_report(report, start, json_path, plot_path, plot_detect)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    table = Table(title=f"drift detection on {report['net']} / {report['device']}")
+    table = Table(title=f"drift detection on {report['net']} / {report['device']}: "
+                        "false alarms per 1e5 scans / delay in scans")
     table.add_column("stream")
     table.add_column("kind")
     for detector in ("plc_anna", "page_hinkley", "adwin"):
-        table.add_column(f"{detector}\nfalse alarms/1e5", justify="right")
-        table.add_column(f"{detector}\ndelay [scans]", justify="right")
+        table.add_column(detector, justify="right")
     for stream in report["streams"]:
         cells = []
         for detector in ("plc_anna", "page_hinkley", "adwin"):
             d = stream["detectors"][detector]
-            cells += [f"{d['false_alarms_per_1e5']:.0f}", "-" if d["delay_scans"] is None else str(d["delay_scans"])]
+            delay = "-" if d["delay_scans"] is None else str(d["delay_scans"])
+            cells.append(f"{d['false_alarms_per_1e5']:.0f} / {delay}")
         table.add_row(stream["name"], stream["kind"], *cells)
     console.print(table)
     console.print(f"summary: {report['summary']}")

@@ -47,7 +47,7 @@ import numpy as np
 from plc_anna.correction.estimate import Correction, estimate_correction
 from plc_anna.correction.transition import RampLimits, Transition
 from plc_anna.drift.fisher_rao import fisher_rao_distance, layer_distance
-from plc_anna.drift.monitor import DriftMonitor, ScanStatistic
+from plc_anna.drift.monitor import DEFAULT_MODEL_ERROR, DriftMonitor, ScanStatistic
 from plc_anna.drift.states import DriftState, Event, EventKind
 from plc_anna.stats.moments import Moments, RunningMoments
 from plc_anna.stats.reference import Fingerprint, Reference, fit_fingerprint, reference_moments
@@ -99,7 +99,7 @@ class CompensatorConfig:
     deadband_gain: float = 0.02
     deadband_offset: float = 0.02
     fault_distance: float = 1.0
-    model_error: float = 0.0
+    model_error: float = DEFAULT_MODEL_ERROR
     schedule_ratio: float = 1.05
     ramp: RampLimits = field(default_factory=RampLimits)
 
