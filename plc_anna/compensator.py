@@ -213,10 +213,9 @@ class LayerCompensator:
             The network's age, for the log-age schedule (optional).
         """
         inputs, outputs = self._check(inputs, outputs)
-        ideal = inputs @ self.weights.T + self.bias  # what the programmed weights make of these inputs
         self.scan += 1
         if self._state is DriftState.CALIBRATING:
-            return self._calibrate_step(inputs, outputs, ideal, age_s)
+            return self._calibrate_step(inputs, outputs, self._ideal(inputs), age_s)
         monitoring = self._state in (DriftState.NOMINAL, DriftState.SUSPECT)
         detected = self._monitor.update(inputs, outputs) if monitoring else False
         if not monitoring:
@@ -234,7 +233,7 @@ class LayerCompensator:
                                 "holding the last good correction until recalibration")]
         if monitoring:
             return self._monitor_step(detected, age_s)
-        stacked = np.hstack([outputs, ideal, self._monitor.calibrated])
+        stacked = np.hstack([outputs, self._ideal(inputs), self._monitor.calibrated])
         if self._state is DriftState.DRIFTING:
             return self._estimate_step(stacked, age_s)
         return self._compensate_step(stacked, age_s)
@@ -252,6 +251,10 @@ class LayerCompensator:
         if not (np.all(np.isfinite(inputs)) and np.all(np.isfinite(outputs))):
             raise ValueError(f"layer {self.index}: inputs or outputs contain NaN or Inf")
         return inputs, outputs
+
+    def _ideal(self, inputs: np.ndarray) -> np.ndarray:
+        """What the programmed weights make of these inputs (only needed off the monitoring path)."""
+        return inputs @ self.weights.T + self.bias
 
     def _event(self, kind: EventKind, age_s: float | None, message: str) -> Event:
         return Event(kind=kind, layer=self.index, scan=self.scan, state=self._state, message=message, age_s=age_s)
