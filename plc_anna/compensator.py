@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from plc_anna.correction.estimate import Correction, estimate_correction
+from plc_anna.correction.estimate import Correction, estimate_correction, refine_clipped
 from plc_anna.correction.transition import RampLimits, Transition
 from plc_anna.drift.fisher_rao import fisher_rao_distance, layer_distance
 from plc_anna.drift.monitor import DEFAULT_MODEL_ERROR, DriftMonitor, ScanStatistic
@@ -265,6 +265,7 @@ class LayerCompensator:
         self._calibration_ideal = RunningMoments(self.n_out)
         self._previous_distances: np.ndarray | None = None
         self._window: RunningMoments | None = None
+        self._samples: list[np.ndarray] = []
         self._transition: Transition | None = None
         self._pending: Correction | None = None
 
@@ -310,10 +311,15 @@ class LayerCompensator:
         return []
 
     def _accumulate(self, stacked: np.ndarray) -> Moments:
-        """Add a scan's ``[outputs, ideal, calibrated]`` columns to the current window."""
+        """Add a scan's ``[outputs, ideal, calibrated]`` columns to the current window.
+
+        The samples are kept too (for the empirical transport of clipped columns).
+        """
         if self._window is None:
             self._window = RunningMoments(3 * self.n_out)
+            self._samples = []
         self._window.update(stacked)
+        self._samples.append(stacked[:, :2 * self.n_out])
         return self._window.moments
 
     def _split(self, window: Moments) -> tuple[Moments, Reference]:
@@ -330,7 +336,14 @@ class LayerCompensator:
         if window.count < self.config.estimate_samples:
             return []
         out, ref = self._split(window)
-        return self._propose(estimate_correction(ref, out.mean, out.var, self._fingerprint.noise_var), age_s)
+        correction = estimate_correction(ref, out.mean, out.var, self._fingerprint.noise_var)
+        samples = np.vstack(self._samples)
+        correction, clipped = refine_clipped(correction, samples[:, :self.n_out], samples[:, self.n_out:])
+        events = []
+        if np.any(clipped):
+            events.append(self._event(EventKind.CLIPPED, age_s, f"columns {np.flatnonzero(clipped).tolist()} are "
+                                      "clipped: empirical transport instead of the Gaussian map"))
+        return events + self._propose(correction, age_s)
 
     def _propose(self, new: Correction, age_s) -> list[Event]:
         """Ramp to ``new`` unless it is within the deadband of the applied correction."""

@@ -152,3 +152,18 @@ def test_config_validation():
         CompensatorConfig(calibration_samples=1)
     with pytest.raises(ValueError, match="arl0"):
         CompensatorConfig(arl0=1.0)
+
+
+def test_clipped_column_is_reported_and_transported_empirically(calibrated):
+    plant, layer = calibrated
+    plant.gain = np.full(N_OUT, 0.9)
+    scan = plant.scan
+
+    def clipped_scan():
+        x, y = scan()
+        y[:, 1] = np.minimum(y[:, 1], 0.5)  # an ADC rail inside column 1's range
+        return x, y
+
+    plant.scan = clipped_scan
+    events, _ = run(plant, layer, 120)
+    assert any(e.kind is EventKind.CLIPPED and "[1]" in e.message for e in events)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plc_anna.correction.transport import gaussian_monge_map, gaussian_w2
+from plc_anna.correction.transport import empirical_affine_map, gaussian_monge_map, gaussian_w2
 from plc_anna.stats.reference import Reference
 
 
@@ -74,3 +74,45 @@ def estimate_correction(reference: Reference, output_mean: np.ndarray, output_va
     cost = gaussian_w2(output_mean, np.sqrt(signal), reference.ideal_mean, np.sqrt(ideal_var))
     return Correction(gain=gain, offset=offset, drift_gain=back_gain, drift_offset=back_offset,
                       transport_cost=cost)
+
+
+def clipped_columns(outputs: np.ndarray, min_fraction: float = 0.01) -> np.ndarray:
+    """Columns whose samples pile up at their extreme value: an ADC rail, visibly non-Gaussian.
+
+    A continuous output hits its exact maximum or minimum once; a clipped one
+    sits there for a whole tail of the distribution.
+
+    Examples
+    --------
+    >>> y = np.column_stack([np.linspace(-1, 1, 100), np.minimum(np.linspace(-1, 1, 100), 0.8)])
+    >>> clipped_columns(y).tolist()
+    [False, True]
+    """
+    outputs = np.asarray(outputs, dtype=float)
+    at_max = np.mean(outputs >= outputs.max(axis=0), axis=0)
+    at_min = np.mean(outputs <= outputs.min(axis=0), axis=0)
+    return np.maximum(at_max, at_min) > min_fraction
+
+
+def refine_clipped(correction: Correction, outputs: np.ndarray, ideal: np.ndarray,
+                   min_fraction: float = 0.01) -> tuple[Correction, np.ndarray]:
+    """Replace the Gaussian map of clipped columns by the empirical 1-D transport map.
+
+    Moments of a clipped column are biased, so the Gaussian Monge map is
+    wrong there; the quantiles of the unclipped part are not (see
+    :func:`~plc_anna.correction.transport.empirical_affine_map`). ``outputs``
+    and ``ideal`` are samples of the window, (n, n_out) each; they are sorted
+    column by column, never paired. Returns the refined correction and the
+    mask of refined columns.
+    """
+    mask = clipped_columns(outputs, min_fraction)
+    if not np.any(mask):
+        return correction, mask
+    outputs, ideal = np.asarray(outputs, dtype=float), np.asarray(ideal, dtype=float)
+    fraction = max(float(np.max(np.mean(outputs[:, mask] >= outputs[:, mask].max(axis=0), axis=0))),
+                   float(np.max(np.mean(outputs[:, mask] <= outputs[:, mask].min(axis=0), axis=0))))
+    gain, offset, cost = empirical_affine_map(outputs[:, mask], ideal[:, mask], trim=min(0.45, fraction + 0.02))
+    new_gain, new_offset, new_cost = correction.gain.copy(), correction.offset.copy(), correction.transport_cost.copy()
+    new_gain[mask], new_offset[mask], new_cost[mask] = gain, offset, cost
+    return Correction(gain=new_gain, offset=new_offset, drift_gain=correction.drift_gain,
+                      drift_offset=correction.drift_offset, transport_cost=new_cost), mask

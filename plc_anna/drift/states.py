@@ -38,6 +38,7 @@ class EventKind(str, enum.Enum):
     COMMITTED = "committed"
     ROLLED_BACK = "rolled_back"
     SATURATED = "saturated"
+    CLIPPED = "clipped"
     FAULT = "fault"
 
 
@@ -50,6 +51,7 @@ SEVERITY: dict[EventKind, int] = {
     EventKind.COMMITTED: 300,
     EventKind.ROLLED_BACK: 600,
     EventKind.SATURATED: 700,
+    EventKind.CLIPPED: 500,
     EventKind.FAULT: 900,
 }
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from plc_anna.correction.baselines import oracle_affine
-from plc_anna.correction.estimate import estimate_correction
+from plc_anna.correction.estimate import estimate_correction, refine_clipped
 from plc_anna.stats.moments import batch_moments
 from plc_anna.stats.reference import fit_fingerprint, reference_moments
 
@@ -63,3 +63,20 @@ def test_no_drift_gives_identity_on_the_calibrated_state(layer):
     # what remains is the static programming error, which the map to the ideal corrects
     ideal = x @ W.T + b
     assert np.sqrt(np.mean((c.gain * y + c.offset - ideal) ** 2)) < np.sqrt(np.mean((y - ideal) ** 2))
+
+
+def test_clipped_columns_use_the_empirical_map(layer):
+    rng, W, b, W_cal, b_cal, noise, fp = layer
+    x = rng.normal(size=(4000, 10))
+    ideal = x @ W.T + b
+    y = 0.8 * ideal + 0.1
+    rail = np.quantile(y[:, 0], 0.9)
+    y[:, 0] = np.minimum(y[:, 0], rail)  # the ADC clips the top tenth of column 0
+    out = batch_moments(y)
+    gaussian = estimate_correction(reference_moments(batch_moments(ideal), batch_moments(y)), out.mean, out.var,
+                                   np.zeros(8))
+    refined, mask = refine_clipped(gaussian, y, ideal)
+    assert mask.tolist() == [True] + [False] * 7
+    assert refined.gain[0] == pytest.approx(1 / 0.8, rel=0.01)  # the empirical map sees through the clipping
+    assert abs(gaussian.gain[0] - 1 / 0.8) > 0.03                # the moments do not
+    np.testing.assert_array_equal(refined.gain[1:], gaussian.gain[1:])
