@@ -165,7 +165,8 @@ def _save_report(report: dict, start: float, json_path: str | None, plot_path: s
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Save a plot (needs matplotlib).")
 def bench_compensation(nets, data, devices, ages, seeds, samples, quick, json_path, plot_path) -> None:
     """Every method on every (network, device, scenario), at every age, in one run."""
-    from plc_anna.bench.compensation import compensation_benchmark, layer_update_speed, plot_compensation
+    from plc_anna.bench.compensation import compensation_benchmark, plot_compensation
+    from plc_anna.bench.speed import forward_speed, layer_update_speed
     from plc_anna.bench.streams import SCENARIOS
 
     console = Console()
@@ -176,6 +177,7 @@ def bench_compensation(nets, data, devices, ages, seeds, samples, quick, json_pa
             seeds=1 if quick else seeds, samples=min(samples, 8192) if quick else samples, data=data,
             scenarios=("nominal",) if quick else SCENARIOS, progress=_progress(console))
         report["speed"] = layer_update_speed(updates=200 if quick else 2000)
+        report["simulator_speed"] = forward_speed(calls=200 if quick else 2000)
         _save_report(report, start, json_path, plot_path, plot_compensation)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -197,6 +199,10 @@ def bench_compensation(nets, data, devices, ages, seeds, samples, quick, json_pa
     speed = report["speed"]
     console.print(f"one compensator update, {speed['columns']} columns x {speed['samples_per_scan']} samples: "
                   f"p50 {speed['update_ms']['p50']:.3f} ms, p99 {speed['update_ms']['p99']:.3f} ms")
+    forward = report["simulator_speed"]
+    console.print(f"one simulated forward pass, {forward['columns']} x {forward['columns']} layer, "
+                  f"{forward['samples']} samples: p50 {forward['forward_ms']['p50']:.3f} ms, "
+                  f"p99 {forward['forward_ms']['p99']:.3f} ms")
     console.print(f"summary: {report['summary']}")
     console.print(f"wall time {report['wall_time_s']:.0f} s")
 

@@ -188,35 +188,6 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def layer_update_speed(columns: int = 256, samples: int = SCAN_SAMPLES, updates: int = 2000,
-                       seed: int = 0) -> dict[str, Any]:
-    """Time one compensator update of a ``columns`` x ``columns`` layer in the monitoring state."""
-    from plc_anna.compensator import LayerCompensator
-
-    rng = np.random.default_rng(seed)
-    weights = rng.normal(size=(columns, columns)) / np.sqrt(columns)
-    programmed = weights * (1 + 0.05 * rng.normal(size=weights.shape))
-    layer = LayerCompensator(0, weights, np.zeros(columns),
-                             CompensatorConfig(calibration_samples=max(4096, 16 * columns)))
-
-    def batch():
-        x = rng.normal(size=(samples, columns))
-        return x, x @ programmed.T + 0.01 * rng.normal(size=(samples, columns))
-
-    while layer.state.name != "NOMINAL" or layer.pending is not None:
-        layer.update(*batch())
-    batches = [batch() for _ in range(updates)]
-    times = []
-    for x, y in batches:
-        start = time.perf_counter()
-        layer.update(x, y)
-        times.append(time.perf_counter() - start)
-    ms = 1e3 * np.array(times)
-    return {"columns": columns, "samples_per_scan": samples, "updates": updates,
-            "update_ms": {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-                          "max": float(ms.max())}}
-
-
 def plot_compensation(report: dict[str, Any], path: str | Path) -> None:
     """Metric and output error against age for every method, one row per run (needs matplotlib)."""
     try:

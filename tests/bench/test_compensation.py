@@ -7,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from plc_anna.bench.compensation import METHODS, compensation_benchmark, layer_update_speed, plot_compensation
+from plc_anna.bench.compensation import METHODS, compensation_benchmark, plot_compensation
+from plc_anna.bench.speed import forward_speed, layer_update_speed
 from plc_anna.bench.streams import draw, split
 from plc_anna.device.network import load_network, save_network
 
@@ -62,9 +63,11 @@ def test_user_data_and_plot(tmp_path, two_layer_net):
         compensation_benchmark(nets=[str(net_path)], devices=["pcm"], seeds=1, samples=2048, data=data_path)
 
 
-def test_speed_probe_reports_percentiles():
+def test_speed_probes_report_percentiles():
     speed = layer_update_speed(columns=32, updates=20)
-    assert speed["columns"] == 32 and speed["update_ms"]["p50"] > 0
+    assert speed["columns"] == 32 and 0 < speed["update_ms"]["p50"] <= speed["update_ms"]["p99"]
+    forward = forward_speed(columns=32, calls=20)
+    assert 0 < forward["forward_ms"]["p50"] <= forward["forward_ms"]["max"]
 
 
 def test_cli_quick(tmp_path):
