@@ -13,7 +13,7 @@ from rich.table import Table
 from plc_anna import __version__
 from plc_anna.ageing import simulate_ageing
 from plc_anna.jsonio import write_json
-from plc_anna.units import parse_ages
+from plc_anna.units import format_age, parse_ages
 
 DEFAULT_AGES = "1h,1d,30d,1y,10y"
 
@@ -203,6 +203,55 @@ def bench_compensation(nets, data, devices, ages, seeds, samples, quick, json_pa
     console.print(f"one simulated forward pass, {forward['columns']} x {forward['columns']} layer, "
                   f"{forward['samples']} samples: p50 {forward['forward_ms']['p50']:.3f} ms, "
                   f"p99 {forward['forward_ms']['p99']:.3f} ms")
+    console.print(f"summary: {report['summary']}")
+    console.print(f"wall time {report['wall_time_s']:.0f} s")
+
+
+@bench.command("latent")
+@click.option("--net", "nets", multiple=True, help="Network name or .npz (repeatable; default both shipped).")
+@click.option("--device", "devices", multiple=True, help="Device preset or .toml (repeatable; default pcm).")
+@click.option("--seeds", default=2, show_default=True, type=click.IntRange(min=1), help="Device seeds averaged.")
+@click.option("--samples", default=16384, show_default=True, type=click.IntRange(min=64),
+              help="Unlabelled live samples streamed per age leg.")
+@click.option("--quick", is_flag=True, help="One seed, thermocouple only: a smoke test.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Save a plot (needs matplotlib).")
+def bench_latent(nets, devices, seeds, samples, quick, json_path, plot_path) -> None:
+    """Calibrate up to 30 days, then compensate at 1 and 10 years from the drift latent alone."""
+    from plc_anna.bench.latent import METHODS, latent_benchmark, plot_latent
+
+    console = Console()
+    start = time.perf_counter()
+    try:
+        report = latent_benchmark(nets=nets or (("thermocouple",) if quick else ("thermocouple", "digits")),
+                                  devices=devices or ("pcm",), seeds=1 if quick else seeds, samples=samples,
+                                  progress=_progress(console))
+        _save_report(report, start, json_path, plot_path, plot_latent)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for run in report["runs"]:
+        table = Table(title=f"{run['net']} / {run['device']} / {run['scenario']}: relative output error "
+                            f"(gain prediction error {run['gain_prediction_error_pct']:.2f} %)")
+        table.add_column("age", justify="right")
+        for method in METHODS:
+            table.add_column(method, justify="right")
+        for row in run["ages"]:
+            m, r = row["methods"], row["recovered_fraction"]
+            table.add_row(format_age(row["age_s"]), *[
+                "-" if name not in m else f"{m[name]['output_error']:.4f}"
+                + ("" if r.get(name) is None else f"\nR {r[name]:.2f}") for name in METHODS])
+        console.print(table)
+        if run["rul"]:
+            rul = run["rul"]
+            def age(value):
+                return "-" if value is None else f"{value:.3g} s"
+
+            console.print(f"  remaining life: true crossing {age(rul['true_age_s'])}, estimated "
+                          f"{age(rul['estimated_age_s'])} (band {age(rul['low_s'])} to {age(rul['high_s'])})")
+        if run["fault"]:
+            fault = run["fault"]
+            console.print(f"  fault injected at {fault['injected_age_s']:.3g} s, detected after "
+                          f"{fault['detected_after_scans']} scans; trend changed: {fault['trend_changed']}")
     console.print(f"summary: {report['summary']}")
     console.print(f"wall time {report['wall_time_s']:.0f} s")
 

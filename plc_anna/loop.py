@@ -44,7 +44,8 @@ class ScanLoop:
         apply_device_corrections(self.net, self.corrections())
         traces = self.net.trace(inputs)
         start = time.perf_counter()
-        events = self.compensator.update([(t.inputs, t.outputs) for t in traces], age_s=self.net.age_s)
+        events = self.compensator.update([(t.inputs, t.outputs) for t in traces], age_s=self.net.age_s,
+                                         temperature_k=self.net.temperature_k)
         self.update_s.append(time.perf_counter() - start)
         self.events += events
         return events

@@ -167,3 +167,80 @@ def test_clipped_column_is_reported_and_transported_empirically(calibrated):
     plant.scan = clipped_scan
     events, _ = run(plant, layer, 120)
     assert any(e.kind is EventKind.CLIPPED and "[1]" in e.message for e in events)
+
+
+def ageing_run(layer, plant, ages, events=None):
+    events = [] if events is None else events
+    for age in ages:
+        plant.gain = np.full(N_OUT, ((age + 60.0) / 60.0) ** -0.05)
+        events += layer.update(*plant.scan(), age_s=float(age), temperature_k=300.0)
+    return events
+
+
+@pytest.fixture
+def aged():
+    """A layer that has learned three decades of power-law drift."""
+    plant = Plant(seed=1)
+    layer = LayerCompensator(0, plant.W, plant.b, CONFIG)
+    events = ageing_run(layer, plant, np.geomspace(60.0, 86400.0 * 30, 1500))
+    return plant, layer, events
+
+
+def test_latent_learns_the_trend_from_committed_estimates(aged):
+    plant, layer, events = aged
+    assert layer.latent.ready and len(layer.latent.records) >= 3
+    gain_rate, _ = layer.latent.rates
+    # gain needed grows as age^0.05: 0.05 * ln(10) per decade in log-gain
+    np.testing.assert_allclose(gain_rate, 0.05 * np.log(10), rtol=0.15)
+    predicted, _ = layer.latent.predict(3.15e8)
+    settle(layer, plant, 86400.0 * 30)  # what the data say is needed at 30 days ...
+    needed = layer.correction()[0] * (((3.15e8 + 60) / 60) / ((30 * 86400.0 + 60) / 60)) ** 0.05  # ... at 10 y
+    np.testing.assert_allclose(predicted, needed, rtol=0.03)
+
+
+def settle(layer, plant, age, scans=400):
+    events = ageing_run(layer, plant, np.full(scans, age))
+    assert layer.state is DriftState.NOMINAL, [e.kind.value for e in events[-5:]]
+
+
+def test_an_offset_step_is_a_fault_and_not_learned(aged):
+    plant, layer, _ = aged
+    settle(layer, plant, 86400.0 * 30)
+    records = len(layer.latent.records)
+    plant.offset = np.zeros(N_OUT)
+    plant.offset[2] = 0.3
+    events = ageing_run(layer, plant, np.full(100, 86400.0 * 30))
+    faults = [e for e in events if e.kind is EventKind.FAULT]
+    assert faults and "off the drift trend" in faults[0].message and "column 2" in faults[0].message
+    # within one detection window: detection, then estimate_samples of data
+    assert faults[0].scan - events[0].scan <= CONFIG.estimate_samples // BATCH + 5
+    assert layer.state is DriftState.FAULT
+    assert len(layer.latent.records) == records
+
+
+def test_feed_forward_follows_the_prediction_and_the_hold_out_guards_it(aged):
+    plant, layer, _ = aged
+    settle(layer, plant, 86400.0 * 30)
+    # The model predicts a year of drift, but this plant has stopped drifting: the data disagree.
+    gain = plant.gain.copy()
+    events = []
+    for _ in range(100):
+        plant.gain = gain
+        events += layer.update(*plant.scan(), age_s=3.15e7, temperature_k=300.0)
+    kinds = [e.kind for e in events]
+    started = [e for e in events if e.kind is EventKind.TRANSITION_STARTED]
+    assert started and "prediction" in started[0].message
+    assert EventKind.ROLLED_BACK in kinds
+
+
+def test_maintenance_alarm_when_the_range_runs_out():
+    plant = Plant(seed=2)
+    config = CompensatorConfig(calibration_samples=4096, estimate_samples=2048, holdout_samples=1024,
+                               ramp=RampLimits(scans=10, max_gain_step=0.01, gain_range=(0.5, 1.6)),
+                               maintenance_horizon_s=10 * 365.25 * 86400.0)
+    layer = LayerCompensator(0, plant.W, plant.b, config)
+    events = ageing_run(layer, plant, np.geomspace(60.0, 86400.0 * 30, 1500))
+    alarms = [e for e in events if e.kind is EventKind.MAINTENANCE]
+    assert alarms and "plan maintenance" in alarms[0].message
+    life = layer.remaining_life
+    assert life is not None and life.parameter == "gain" and life.low_s <= life.age_s <= life.high_s

@@ -21,7 +21,6 @@ digital network, relative to the RMS of the ideal outputs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any

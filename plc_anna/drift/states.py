@@ -39,6 +39,7 @@ class EventKind(str, enum.Enum):
     ROLLED_BACK = "rolled_back"
     SATURATED = "saturated"
     CLIPPED = "clipped"
+    MAINTENANCE = "maintenance"
     FAULT = "fault"
 
 
@@ -52,6 +53,7 @@ SEVERITY: dict[EventKind, int] = {
     EventKind.ROLLED_BACK: 600,
     EventKind.SATURATED: 700,
     EventKind.CLIPPED: 500,
+    EventKind.MAINTENANCE: 800,
     EventKind.FAULT: 900,
 }
 

@@ -1,123 +1,20 @@
-"""The streaming compensator: statistics → drift monitor → transport → transition, per layer.
-
-Usable from plain Python, without any server: feed each scan's per-layer
-digital inputs and raw analog outputs, read the state, the distance and the
-correction to apply, and receive events.
-
-Examples
---------
->>> from plc_anna.device.network import digital_forward
->>> from plc_anna.device.simulated import SimulatedNetwork
->>> sim = SimulatedNetwork("thermocouple", "pcm", seed=0)
->>> comp = Compensator.for_network(sim.network, CompensatorConfig(calibration_samples=2048))
->>> rng = np.random.default_rng(0)
->>> def scan():
-...     traces = sim.trace(sim.network.X[rng.integers(0, 1000, 64)])
-...     events = comp.update([(t.inputs, t.outputs) for t in traces], age_s=sim.age_s)
-...     for layer in comp.device_layers:
-...         sim.set_correction(layer, *comp.correction(layer))
-...     return events
->>> sim.set_age(60.0)
->>> kinds = [e.kind.value for _ in range(250) for e in scan()]   # t0 fingerprint, first corrections
->>> kinds[:2], [state.name for state in comp.states]
-(['calibrated', 'transition_started'], ['NOMINAL', 'NOMINAL', 'NOMINAL'])
->>> for age in np.geomspace(60.0, 30 * 86400.0, 300):          # a month of drift, scan by scan
-...     sim.set_age(age)
-...     kinds += [e.kind.value for e in scan()]
->>> kinds += [e.kind.value for _ in range(150) for e in scan()]   # and a little longer at 30 days
->>> kinds.count("committed") >= 3
-True
->>> X, ideal = sim.network.X[1000:], digital_forward(sim.network, sim.network.X[1000:])
->>> gain, offset = comp.correction(2)
->>> raw = sim.infer(X)
->>> rms = lambda e: float(np.sqrt(np.mean(e**2)))
->>> round(rms(raw - ideal)), round(rms(gain * raw + offset - ideal), 1)   # °C, uncorrected and corrected
-(202, 28.4)
-"""
+"""The compensator of one layer: statistics → drift monitor → transport → transition → drift latent."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from plc_anna.compensator.config import CompensatorConfig
 from plc_anna.correction.estimate import Correction, estimate_correction, refine_clipped
-from plc_anna.correction.transition import RampLimits, Transition
+from plc_anna.correction.latent import REFERENCE_TEMPERATURE_K, CorrectionRecord, DriftLatent, RemainingLife
+from plc_anna.correction.transition import Transition
 from plc_anna.drift.fisher_rao import fisher_rao_distance, layer_distance
-from plc_anna.drift.monitor import DEFAULT_MODEL_ERROR, DriftMonitor, ScanStatistic
+from plc_anna.drift.monitor import DriftMonitor, ScanStatistic
 from plc_anna.drift.states import DriftState, Event, EventKind
 from plc_anna.stats.moments import Moments, RunningMoments
 from plc_anna.stats.reference import Fingerprint, Reference, fit_fingerprint, reference_moments
-
-if TYPE_CHECKING:  # the numerics never import the device package at run time
-    from plc_anna.device.network import Network
-
-
-@dataclass(frozen=True)
-class CompensatorConfig:
-    """Settings of a compensator (one set for every layer).
-
-    Parameters
-    ----------
-    calibration_samples
-        Samples of the t0 fingerprint. The least-squares response of a layer
-        with ``n_in`` inputs needs many more than ``n_in`` samples; its
-        prediction error enters the statistic's variance.
-    estimate_samples
-        Minimum samples of a correction estimate after a detection.
-    holdout_samples
-        Fresh samples that must confirm a new correction before it commits.
-    arl0
-        Target mean number of scans between false alarms of the detector.
-    detector_shift
-        Mean shift of the statistic's normal score the CUSUM is tuned for.
-    deadband_gain, deadband_offset
-        A new correction that differs from the applied one by less than this
-        in every gain (relative) and offset (fraction of the column's
-        calibrated standard deviation) is absorbed, not applied.
-    fault_distance
-        A column whose Fisher–Rao distance to the reference grows by more
-        than this from one scan to the next has not drifted: that is a fault.
-    model_error
-        Variance floor of the monitor's mean prediction, as a fraction of the
-        noise variance (see :class:`~plc_anna.drift.monitor.DriftMonitor`).
-    schedule_ratio
-        Log-age schedule: after a commit at age ``a`` the next estimate waits
-        until age ``a · schedule_ratio`` (when ages are given).
-    ramp
-        Limits of the bumpless transition.
-    """
-
-    calibration_samples: int = 4096
-    estimate_samples: int = 2048
-    holdout_samples: int = 1024
-    arl0: float = 1e6
-    detector_shift: float = 1.0
-    deadband_gain: float = 0.02
-    deadband_offset: float = 0.02
-    fault_distance: float = 1.0
-    model_error: float = DEFAULT_MODEL_ERROR
-    schedule_ratio: float = 1.05
-    ramp: RampLimits = field(default_factory=RampLimits)
-
-    def __post_init__(self) -> None:
-        for name in ("calibration_samples", "estimate_samples", "holdout_samples"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 2):
-                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
-        for name in ("arl0", "detector_shift", "fault_distance"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
-        if self.arl0 <= 1:
-            raise ValueError(f"arl0 must exceed 1 scan, got {self.arl0}")
-        for name in ("deadband_gain", "deadband_offset", "model_error"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if not self.schedule_ratio >= 1:
-            raise ValueError(f"schedule_ratio must be >= 1, got {self.schedule_ratio}")
 
 
 class LayerCompensator:
@@ -145,6 +42,10 @@ class LayerCompensator:
         self._gain, self._offset = np.ones(self.n_out), np.zeros(self.n_out)
         self._good = (self._gain.copy(), self._offset.copy())
         self._next_age = -math.inf
+        self.latent = DriftLatent(beta=config.latent_beta, min_records=config.min_history)
+        self._remaining_life: RemainingLife | None = None
+        self._maintenance_alarmed = False
+        self._temperature_k = REFERENCE_TEMPERATURE_K
         self.calibrate()
 
     # ------------------------------------------------------------ read-only
@@ -176,6 +77,11 @@ class LayerCompensator:
         """The correction being ramped to or confirmed, if any."""
         return self._pending
 
+    @property
+    def remaining_life(self) -> RemainingLife | None:
+        """When the latent predicts the correction leaves the hardware range (None: not within 1000 years)."""
+        return self._remaining_life
+
     def correction(self) -> tuple[np.ndarray, np.ndarray]:
         """The (gain, offset) to apply to the raw outputs now (copies)."""
         return self._gain.copy(), self._offset.copy()
@@ -200,7 +106,8 @@ class LayerCompensator:
         self._enter_nominal()
 
     # ----------------------------------------------------------------- scan
-    def update(self, inputs: np.ndarray, outputs: np.ndarray, age_s: float | None = None) -> list[Event]:
+    def update(self, inputs: np.ndarray, outputs: np.ndarray, age_s: float | None = None,
+               temperature_k: float | None = None) -> list[Event]:
         """Feed one scan; returns the events it raised.
 
         Parameters
@@ -210,9 +117,14 @@ class LayerCompensator:
         outputs
             Its raw analog outputs (n, n_out), before this layer's correction.
         age_s
-            The network's age, for the log-age schedule (optional).
+            The network's age: for the log-age schedule and the drift latent
+            (without ages there is no latent).
+        temperature_k
+            The network's temperature, for the drift latent (optional).
         """
         inputs, outputs = self._check(inputs, outputs)
+        if temperature_k is not None:
+            self._temperature_k = float(temperature_k)
         self.scan += 1
         if self._state is DriftState.CALIBRATING:
             return self._calibrate_step(inputs, outputs, self._ideal(inputs), age_s)
@@ -232,7 +144,10 @@ class LayerCompensator:
                                 f"{float(distances[column] - previous[column]):.3g} in one scan: not drift; "
                                 "holding the last good correction until recalibration")]
         if monitoring:
-            return self._monitor_step(detected, age_s)
+            events = self._monitor_step(detected, age_s)
+            if not events and self._state is DriftState.NOMINAL:
+                events = self._predict_step(age_s)
+            return events
         stacked = np.hstack([outputs, self._ideal(inputs), self._monitor.calibrated])
         if self._state is DriftState.DRIFTING:
             return self._estimate_step(stacked, age_s)
@@ -268,14 +183,25 @@ class LayerCompensator:
         self._samples: list[np.ndarray] = []
         self._transition: Transition | None = None
         self._pending: Correction | None = None
+        self._pending_record: CorrectionRecord | None = None
+        self._window_start_age: float | None = None
 
     def _calibrate_step(self, inputs, outputs, ideal, age_s) -> list[Event]:
+        if self._calibration.moments.count == 0:
+            self._window_start_age = age_s
         self._calibration.update(np.hstack([inputs, outputs]))
         self._calibration_ideal.update(ideal)
         joint = self._calibration.moments
         if joint.count < self.config.calibration_samples:
             return []
         self._fingerprint = fp = fit_fingerprint(joint, self.n_in)
+        # Below the deadband an estimate is never evidence of a fault: floor the trend's residuals there.
+        # An offset inherits the gain's error times the column's mean, so its floor carries both.
+        mean = np.abs(fp.predict(fp.input_mean[None, :])[0])
+        deadband_gain, deadband_offset = max(self.config.deadband_gain, 1e-6), max(self.config.deadband_offset, 1e-6)
+        self.latent.noise_floor = np.concatenate([
+            np.full(self.n_out, deadband_gain),
+            deadband_offset * np.sqrt(np.maximum(fp.signal_var, 1e-24)) + deadband_gain * mean])
         self._monitor = DriftMonitor(fp, arl0=self.config.arl0, shift=self.config.detector_shift,
                                      model_error=self.config.model_error)
         self._enter_nominal()
@@ -310,7 +236,7 @@ class LayerCompensator:
             self._state = DriftState.NOMINAL
         return []
 
-    def _accumulate(self, stacked: np.ndarray) -> Moments:
+    def _accumulate(self, stacked: np.ndarray, age_s) -> Moments:
         """Add a scan's ``[outputs, ideal, calibrated]`` columns to the current window.
 
         The samples are kept too (for the empirical transport of clipped columns).
@@ -318,6 +244,7 @@ class LayerCompensator:
         if self._window is None:
             self._window = RunningMoments(3 * self.n_out)
             self._samples = []
+            self._window_start_age = age_s
         self._window.update(stacked)
         self._samples.append(stacked[:, :2 * self.n_out])
         return self._window.moments
@@ -330,9 +257,7 @@ class LayerCompensator:
         return part[0], reference_moments(part[1], part[2])
 
     def _estimate_step(self, stacked, age_s) -> list[Event]:
-        if age_s is not None and age_s < self._next_age:
-            return []  # the log-age schedule holds the next estimate back
-        window = self._accumulate(stacked)
+        window = self._accumulate(stacked, age_s)
         if window.count < self.config.estimate_samples:
             return []
         out, ref = self._split(window)
@@ -345,37 +270,104 @@ class LayerCompensator:
                                       "clipped: empirical transport instead of the Gaussian map"))
         return events + self._propose(correction, age_s)
 
-    def _propose(self, new: Correction, age_s) -> list[Event]:
-        """Ramp to ``new`` unless it is within the deadband of the applied correction."""
+    def _record(self, correction: Correction, age_s) -> CorrectionRecord | None:
+        """The estimate as a history record, dated at the middle (in log-age) of its data window."""
+        if age_s is None or self._window_start_age is None or np.any(correction.gain <= 0):
+            return None
+        age = math.sqrt((self._window_start_age + 1.0) * (age_s + 1.0)) - 1.0
+        return CorrectionRecord(age, self._temperature_k, correction.gain, correction.offset)
+
+    def _propose(self, new: Correction, age_s, source: str = "estimate") -> list[Event]:
+        """Ramp to ``new`` unless it is within the deadband of the applied correction.
+
+        ``source`` is ``estimate`` (from data: checked against the drift trend,
+        and learned from) or ``prediction`` (from the drift latent).
+        """
+        record = self._record(new, age_s) if source == "estimate" else None
+        if record is not None and self._trend_established():
+            surprise = self.latent.surprise(record)
+            if float(surprise.max()) > self.config.fault_sigma:
+                feature = int(np.argmax(surprise))
+                what = "gain" if feature < self.n_out else "offset"
+                self.rollback()
+                self._state = DriftState.FAULT
+                return [self._event(EventKind.FAULT, age_s, f"the estimated {what} of column {feature % self.n_out} "
+                                    f"is {float(surprise[feature]):.1f} standard deviations off the drift trend: "
+                                    "a fault, not fatigue; not learned, last good correction held")]
         gain_change = np.abs(new.gain / self._gain - 1.0)
         # Offsets compare with the column's own signal spread, so the deadband means the same in any unit.
         offset_change = np.abs(new.offset - self._offset) / np.sqrt(np.maximum(self._fingerprint.signal_var, 1e-300))
         if np.all(gain_change < self.config.deadband_gain) and np.all(offset_change < self.config.deadband_offset):
-            event = self._event(EventKind.WITHIN_DEADBAND, age_s, f"largest gain change "
-                                f"{float(gain_change.max()):.2%} within the deadband; correction unchanged")
+            if source == "prediction":
+                return []
+            events = [self._event(EventKind.WITHIN_DEADBAND, age_s, f"largest gain change "
+                                  f"{float(gain_change.max()):.2%} within the deadband; correction unchanged")]
+            events += self._learn(record, age_s)
             if self._state is DriftState.DRIFTING:
                 # Refresh the reference; its own calibration map is checked against the deadband
                 # again, so small drifts absorbed here can never add up unseen.
                 self._start_fingerprint()
-            return [event]
+            return events
         self._pending = new
+        self._pending_record = record
         self._transition = Transition((self._gain, self._offset), (new.gain, new.offset), self.config.ramp)
         self._window = None
         self._state = DriftState.COMPENSATING
-        events = [self._event(EventKind.TRANSITION_STARTED, age_s, f"ramping over {self._transition.scans_left} "
-                              f"scans; mean transport cost {float(np.mean(new.transport_cost)):.3g}")]
+        events = [self._event(EventKind.TRANSITION_STARTED, age_s, f"ramping to the {source} over "
+                              f"{self._transition.scans_left} scans; mean transport cost "
+                              f"{float(np.mean(new.transport_cost)):.3g}")]
         if np.any(self._transition.saturated):
             columns = np.flatnonzero(self._transition.saturated).tolist()
             events.append(self._event(EventKind.SATURATED, age_s, f"columns {columns} need a correction outside "
                                       "the hardware range: hardware fatigue, clamped"))
         return events
 
+    def _trend_established(self) -> bool:
+        """Whether the history is long enough to call an estimate a fault: twice the records the
+        latent needs, spanning at least a decade of age (a trend of minutes says little of days)."""
+        records = self.latent.records
+        if len(records) < 2 * self.config.min_history:
+            return False
+        ages = [r.age_s for r in records]
+        return math.log10((max(ages) + 60.0) / (min(ages) + 60.0)) >= 1.0
+
+    def _learn(self, record: CorrectionRecord | None, age_s) -> list[Event]:
+        """Add an estimate to the drift latent and check the remaining useful life."""
+        if record is None:
+            return []
+        self.latent.add(record)
+        if not self._trend_established():
+            return []
+        ramp = self.config.ramp
+        self._remaining_life = life = self.latent.remaining_life(ramp.gain_range, ramp.offset_range,
+                                                                 self._temperature_k)
+        due = life is not None and life.age_s - age_s < self.config.maintenance_horizon_s
+        if due and not self._maintenance_alarmed:
+            self._maintenance_alarmed = True
+            gain_rate, offset_rate = self.latent.rates
+            rate = (gain_rate if life.parameter == "gain" else offset_rate)[life.column]
+            return [self._event(EventKind.MAINTENANCE, age_s, f"column {life.column}'s {life.parameter} leaves the "
+                                f"hardware range at an age of {life.age_s:.3g} s (band {life.low_s:.3g} to "
+                                f"{life.high_s:.3g} s; trend {rate:+.3g} per decade of age): plan maintenance")]
+        self._maintenance_alarmed = due
+        return []
+
+    def _predict_step(self, age_s) -> list[Event]:
+        """Feed-forward: follow the drift latent's prediction between estimates."""
+        if not self.config.predictive or age_s is None or not self.latent.ready or age_s < self._next_age:
+            return []
+        self._next_age = max(age_s, 1.0) * self.config.schedule_ratio  # the log-age schedule
+        gain, offset = self.latent.predict(age_s, self._temperature_k)
+        zeros = np.zeros(self.n_out)
+        return self._propose(Correction(gain=gain, offset=offset, drift_gain=np.ones(self.n_out),
+                                        drift_offset=zeros, transport_cost=zeros), age_s, source="prediction")
+
     def _compensate_step(self, stacked, age_s) -> list[Event]:
         if not self._transition.done:
             self._gain, self._offset = self._transition.step()
             return []
         # Ramp complete: a fresh hold-out window must confirm that the distance to the ideal fell.
-        window = self._accumulate(stacked)
+        window = self._accumulate(stacked, age_s)
         if window.count < self.config.holdout_samples:
             return []
         out, ref = self._split(window)
@@ -388,65 +380,11 @@ class LayerCompensator:
         old_d, new_d = distance_to_ideal(*self._good), distance_to_ideal(self._gain, self._offset)
         if new_d < old_d:
             self._good = (self._gain.copy(), self._offset.copy())
-            if age_s is not None:
-                self._next_age = age_s * self.config.schedule_ratio
-            event = self._event(EventKind.COMMITTED, age_s, f"hold-out distance to the ideal fell from {old_d:.3g} "
-                                f"to {new_d:.3g}; committed; refreshing the reference")
+            events = [self._event(EventKind.COMMITTED, age_s, f"hold-out distance to the ideal fell from "
+                                  f"{old_d:.3g} to {new_d:.3g}; committed; refreshing the reference")]
+            events += self._learn(self._pending_record, age_s)
             self._start_fingerprint()
-            return [event]
+            return events
         self.rollback()
         return [self._event(EventKind.ROLLED_BACK, age_s, f"hold-out distance to the ideal did not fall "
                             f"({old_d:.3g} -> {new_d:.3g}); back to the last good correction")]
-
-
-class Compensator:
-    """One :class:`LayerCompensator` per layer of a network, fed scan by scan.
-
-    ``device_layers`` lists the layers whose correction the caller loads into
-    the device's own affine units; the last layer's goes to the PLC.
-    """
-
-    def __init__(self, layers: Sequence[LayerCompensator], sinks: Sequence[str]) -> None:
-        if len(layers) != len(sinks):
-            raise ValueError("one sink per layer")
-        self.layers = list(layers)
-        self.sinks = tuple(sinks)
-
-    @classmethod
-    def for_network(cls, network: "Network", config: CompensatorConfig | None = None,
-                    sinks: Sequence[str] | None = None) -> "Compensator":
-        config = config or CompensatorConfig()
-        n = len(network.layers)
-        sinks = tuple(sinks) if sinks is not None else ("device",) * (n - 1) + ("plc",)
-        return cls([LayerCompensator(i, layer.weights, layer.bias, config) for i, layer in enumerate(network.layers)],
-                   sinks)
-
-    @property
-    def device_layers(self) -> list[int]:
-        return [i for i, sink in enumerate(self.sinks) if sink == "device"]
-
-    @property
-    def states(self) -> list[DriftState]:
-        return [layer.state for layer in self.layers]
-
-    def correction(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.layers[layer].correction()
-
-    def update(self, batches: Sequence[tuple[np.ndarray, np.ndarray]], age_s: float | None = None) -> list[Event]:
-        """Feed one scan: a ``(inputs, raw_outputs)`` pair per layer, in layer order.
-
-        Each layer corrects its own drift: its ideal is what the programmed
-        weights make of the inputs it actually receives. (Targeting the ideal
-        network's activations instead lets a layer absorb its upstream
-        layers' transient errors, and the benchmark scores that worse.)
-        """
-        if len(batches) != len(self.layers):
-            raise ValueError(f"expected {len(self.layers)} (inputs, outputs) pairs, got {len(batches)}")
-        events: list[Event] = []
-        for layer, (inputs, outputs) in zip(self.layers, batches):
-            events.extend(layer.update(inputs, outputs, age_s=age_s))
-        return events
-
-    def calibrate(self) -> None:
-        for layer in self.layers:
-            layer.calibrate()

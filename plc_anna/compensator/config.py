@@ -1,0 +1,98 @@
+"""Settings of a compensator, validated on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from plc_anna.correction.transition import RampLimits
+from plc_anna.drift.monitor import DEFAULT_MODEL_ERROR
+
+
+@dataclass(frozen=True)
+class CompensatorConfig:
+    """Settings of a compensator (one set for every layer).
+
+    Parameters
+    ----------
+    calibration_samples
+        Samples of the t0 fingerprint. The least-squares response of a layer
+        with ``n_in`` inputs needs many more than ``n_in`` samples; its
+        prediction error enters the statistic's variance.
+    estimate_samples
+        Minimum samples of a correction estimate after a detection.
+    holdout_samples
+        Fresh samples that must confirm a new correction before it commits.
+    arl0
+        Target mean number of scans between false alarms of the detector.
+    detector_shift
+        Mean shift of the statistic's normal score the CUSUM is tuned for.
+    deadband_gain, deadband_offset
+        A new correction that differs from the applied one by less than this
+        in every gain (relative) and offset (fraction of the column's
+        calibrated standard deviation) is absorbed, not applied.
+    fault_distance
+        A column whose Fisher–Rao distance to the reference grows by more
+        than this from one scan to the next has not drifted: that is a fault.
+    model_error
+        Variance floor of the monitor's mean prediction, as a fraction of the
+        noise variance (see :class:`~plc_anna.drift.monitor.DriftMonitor`).
+    schedule_ratio
+        Log-age schedule of the feed-forward: after a prediction at age ``a``
+        the next is considered at age ``a · schedule_ratio``.
+    ramp
+        Limits of the bumpless transition; its ranges are the hardware's
+        correction range that remaining useful life is measured against.
+    latent_beta
+        Information-bottleneck trade-off of the drift latent
+        (:class:`~plc_anna.correction.latent.DriftLatent`).
+    min_history
+        Committed estimates (with ages) before the latent predicts.
+    predictive
+        Between estimates, on the log-age schedule, ramp to the latent's
+        prediction for the current age when it leaves the deadband.
+    fault_sigma
+        An estimate further than this many predictive standard deviations
+        from the trend is a fault, not fatigue: it is not absorbed.
+    maintenance_horizon_s
+        Raise a maintenance alarm when the predicted correction leaves the
+        hardware range sooner than this.
+    """
+
+    calibration_samples: int = 4096
+    estimate_samples: int = 2048
+    holdout_samples: int = 1024
+    arl0: float = 1e6
+    detector_shift: float = 1.0
+    deadband_gain: float = 0.02
+    deadband_offset: float = 0.02
+    fault_distance: float = 1.0
+    model_error: float = DEFAULT_MODEL_ERROR
+    schedule_ratio: float = 1.05
+    ramp: RampLimits = field(default_factory=RampLimits)
+    latent_beta: float = 100.0
+    min_history: int = 3
+    predictive: bool = True
+    fault_sigma: float = 8.0
+    maintenance_horizon_s: float = 90 * 86400.0
+
+    def __post_init__(self) -> None:
+        for name in ("calibration_samples", "estimate_samples", "holdout_samples"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 2):
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        for name in ("arl0", "detector_shift", "fault_distance"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        if self.arl0 <= 1:
+            raise ValueError(f"arl0 must exceed 1 scan, got {self.arl0}")
+        for name in ("deadband_gain", "deadband_offset", "model_error"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.schedule_ratio >= 1:
+            raise ValueError(f"schedule_ratio must be >= 1, got {self.schedule_ratio}")
+        if not (isinstance(self.min_history, int) and self.min_history >= 3):
+            raise ValueError(f"min_history must be an integer >= 3, got {self.min_history!r}")
+        for name in ("latent_beta", "fault_sigma", "maintenance_horizon_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")

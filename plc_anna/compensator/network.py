@@ -1,0 +1,69 @@
+"""The compensator of a whole network: one layer compensator per layer, fed scan by scan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from plc_anna.compensator.config import CompensatorConfig
+from plc_anna.compensator.layer import LayerCompensator
+from plc_anna.drift.states import DriftState, Event
+
+if TYPE_CHECKING:  # the numerics never import the device package at run time
+    from plc_anna.device.network import Network
+
+
+class Compensator:
+    """One :class:`LayerCompensator` per layer of a network, fed scan by scan.
+
+    ``device_layers`` lists the layers whose correction the caller loads into
+    the device's own affine units; the last layer's goes to the PLC.
+    """
+
+    def __init__(self, layers: Sequence[LayerCompensator], sinks: Sequence[str]) -> None:
+        if len(layers) != len(sinks):
+            raise ValueError("one sink per layer")
+        self.layers = list(layers)
+        self.sinks = tuple(sinks)
+
+    @classmethod
+    def for_network(cls, network: "Network", config: CompensatorConfig | None = None,
+                    sinks: Sequence[str] | None = None) -> "Compensator":
+        config = config or CompensatorConfig()
+        n = len(network.layers)
+        sinks = tuple(sinks) if sinks is not None else ("device",) * (n - 1) + ("plc",)
+        return cls([LayerCompensator(i, layer.weights, layer.bias, config) for i, layer in enumerate(network.layers)],
+                   sinks)
+
+    @property
+    def device_layers(self) -> list[int]:
+        return [i for i, sink in enumerate(self.sinks) if sink == "device"]
+
+    @property
+    def states(self) -> list[DriftState]:
+        return [layer.state for layer in self.layers]
+
+    def correction(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.layers[layer].correction()
+
+    def update(self, batches: Sequence[tuple[np.ndarray, np.ndarray]], age_s: float | None = None,
+               temperature_k: float | None = None) -> list[Event]:
+        """Feed one scan: a ``(inputs, raw_outputs)`` pair per layer, in layer order.
+
+        Each layer corrects its own drift: its ideal is what the programmed
+        weights make of the inputs it actually receives. (Targeting the ideal
+        network's activations instead lets a layer absorb its upstream
+        layers' transient errors, and the benchmark scores that worse.)
+        """
+        if len(batches) != len(self.layers):
+            raise ValueError(f"expected {len(self.layers)} (inputs, outputs) pairs, got {len(batches)}")
+        events: list[Event] = []
+        for layer, (inputs, outputs) in zip(self.layers, batches):
+            events.extend(layer.update(inputs, outputs, age_s=age_s, temperature_k=temperature_k))
+        return events
+
+    def calibrate(self) -> None:
+        for layer in self.layers:
+            layer.calibrate()
