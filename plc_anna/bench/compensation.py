@@ -27,13 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from plc_anna.bench import pyplot
+from plc_anna.bench.scoring import identity_corrections, oracle_corrections, score
 from plc_anna.bench.streams import SCENARIOS, Split, draw, split
 from plc_anna.compensator import CompensatorConfig
-from plc_anna.correction.baselines import gdc_column_scale, gdc_scale, oracle_affine
-from plc_anna.device.network import Network, activate, load_network, task_metric
+from plc_anna.correction.baselines import gdc_column_scale, gdc_scale
+from plc_anna.device.network import Network, load_network
 from plc_anna.device.params import DeviceParams, load_device_params
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.loop import Corrections, ScanLoop, apply_device_corrections
+from plc_anna.loop import ScanLoop, apply_device_corrections
 from plc_anna.units import format_age
 
 METHODS = ("none", "gdc", "gdc_column", "plc_anna", "oracle")
@@ -42,34 +44,9 @@ DEFAULT_AGES_S = (3600.0, 86400.0, 30 * 86400.0, 365.25 * 86400.0, 10 * 365.25 *
 SCAN_SAMPLES = 64
 
 
-def _identity(network: Network) -> Corrections:
-    return [(np.ones(layer.n_out), np.zeros(layer.n_out)) for layer in network.layers]
-
-
-def _score(sim: SimulatedNetwork, corrections: Corrections, data: Split) -> dict[str, float]:
-    apply_device_corrections(sim, corrections)
-    gain, offset = corrections[-1]
-    outputs = gain * sim.infer(data.eval_X) + offset
-    error = np.sqrt(np.mean((outputs - data.eval_ideal) ** 2) / np.mean(data.eval_ideal**2))
-    return {"metric": task_metric(sim.network, outputs, data.eval_y), "output_error": float(error)}
-
-
 def _readouts(sim: SimulatedNetwork) -> list[np.ndarray]:
     """One-hot readout of every layer at full-scale input (aihwkit's GDC reference)."""
     return [sim.read_layer(i, np.eye(layer.n_in) * layer.input_range) for i, layer in enumerate(sim.network.layers)]
-
-
-def _oracle(sim: SimulatedNetwork, live_X: np.ndarray) -> Corrections:
-    """Least squares per layer against the ideal digital pre-activations of ``live_X``."""
-    corrections: Corrections = []
-    actual, ideal = live_X, live_X
-    for i, layer in enumerate(sim.network.layers):
-        raw = sim.read_layer(i, actual)
-        ideal_pre = ideal @ layer.weights.T + layer.bias
-        gain, offset = oracle_affine(raw, ideal_pre)
-        corrections.append((gain, offset))
-        actual, ideal = activate(gain * raw + offset, layer.activation), activate(ideal_pre, layer.activation)
-    return corrections
 
 
 def run_one(network: Network, params: DeviceParams, scenario: str, seed: int, ages_s: Sequence[float],
@@ -98,15 +75,15 @@ def run_one(network: Network, params: DeviceParams, scenario: str, seed: int, ag
         applied = loop.corrections()
         now = _readouts(sim)
         candidates = {
-            "none": _identity(network),
+            "none": identity_corrections(network),
             "gdc": [(np.full(layer.n_out, gdc_scale(r0, r1)), np.zeros(layer.n_out))
                     for layer, r0, r1 in zip(network.layers, reference, now)],
             "gdc_column": [(gdc_column_scale(r0, r1), np.zeros(layer.n_out))
                            for layer, r0, r1 in zip(network.layers, reference, now)],
             "plc_anna": applied,
-            "oracle": _oracle(sim, np.vstack(live[len(live) // 2:])),
+            "oracle": oracle_corrections(sim, np.vstack(live[len(live) // 2:])),
         }
-        rows.append({"age_s": float(age), "methods": {name: _score(sim, c, data) for name, c in candidates.items()}})
+        rows.append({"age_s": float(age), "methods": {name: score(sim, c, data) for name, c in candidates.items()}})
         apply_device_corrections(sim, applied)
     update_ms = 1e3 * np.array(loop.update_s)
     kinds = [e.kind.value for e in loop.events]
@@ -189,12 +166,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_compensation(report: dict[str, Any], path: str | Path) -> None:
     """Metric and output error against age for every method, one row per run (needs matplotlib)."""
-    try:
-        import matplotlib
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ValueError("plots need matplotlib: pip install 'plc-anna[bench]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     runs = report["runs"]
     fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.2 * len(runs)), squeeze=False)

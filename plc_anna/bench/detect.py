@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from plc_anna.bench import pyplot
 from plc_anna.bench.streams import Split, draw, split
 from plc_anna.device.network import load_network
 from plc_anna.device.params import load_device_params
@@ -236,7 +237,7 @@ def detect_benchmark(scans: int = 20000, samples_per_scan: int = 64, seed: int =
     """Run the benchmark; returns the JSON-ready report (see the module docstring).
 
     ``streams`` selects a subset of :data:`STREAMS`; ``model_error`` is passed
-    to every :class:`DriftMonitor` (0, its default, in the published numbers).
+    to every :class:`DriftMonitor` (default :data:`~plc_anna.drift.monitor.DEFAULT_MODEL_ERROR`).
     Streams run in ``workers`` processes (default: one per CPU; 1 runs them
     here). Every stream has its own seed, so the report does not depend on
     ``workers``. Where processes are spawned rather than forked (macOS,
@@ -301,12 +302,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_detect(report: dict[str, Any], path: str | Path) -> None:
     """False alarms on the no-drift streams and delays on the drift streams, per detector (needs matplotlib)."""
-    try:
-        import matplotlib
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ValueError("plots need matplotlib: pip install 'plc-anna[bench]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [([s for s in report["streams"] if s["kind"] != "drift"], "false_alarms_per_1e5",
                "false alarms per 1e5 scans", "no drift: every alarm is false"),

@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from plc_anna.bench.compensation import _identity, _oracle, _score
+from plc_anna.bench import pyplot
+from plc_anna.bench.scoring import identity_corrections, oracle_corrections, score
 from plc_anna.bench.streams import draw, split
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.correction.transition import RampLimits
@@ -193,14 +194,14 @@ def run_one(network: Network, params: DeviceParams, scenario: str, seed: int, ca
         # The predicted correction as the hardware can apply it: clamped to its range.
         predicted = [ramp_limits.clamp(*latent.predict(age, temperature))[:2] if latent.ready else held
                      for latent, held in zip(latents, hold_last)]
-        candidates = {"none": _identity(network), "hold_last": hold_last, "predictive": predicted,
-                      "oracle": _oracle(sim, draw(data, "nominal", samples, rng))}
+        candidates = {"none": identity_corrections(network), "hold_last": hold_last, "predictive": predicted,
+                      "oracle": oracle_corrections(sim, draw(data, "nominal", samples, rng))}
         if scenario != "fault":
             candidates["recalibrated"] = loop.corrections()
         true_gain = needed_gain(sim, truth_inputs)
         unclamped = latents[-1].predict(age, temperature)[0] if latents[-1].ready else hold_last[-1][0]
         gain_errors.append(float(np.mean(np.abs(unclamped - true_gain) / true_gain)) * 100)
-        rows.append({"age_s": float(age), "methods": {name: {"output_error": _score(sim, c, data)["output_error"]}
+        rows.append({"age_s": float(age), "methods": {name: {"output_error": score(sim, c, data)["output_error"]}
                                                       for name, c in candidates.items()}})
     result.update({"ages": rows, "gain_prediction_error_pct": float(np.mean(gain_errors))})
     return result
@@ -277,13 +278,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plot_latent(report: dict[str, Any], path: str | Path) -> None:
     """Per run: predicted against true last-layer gain over age, and output error per method (needs matplotlib)."""
-    try:
-        import matplotlib
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ValueError("plots need matplotlib: pip install 'plc-anna[bench]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    plt = pyplot()
 
     runs = report["runs"]
     fig, axes = plt.subplots(2, len(runs), figsize=(3.8 * len(runs), 6.4), squeeze=False)
@@ -302,7 +297,7 @@ def plot_latent(report: dict[str, Any], path: str | Path) -> None:
             if method in run["ages"][0]["methods"]:
                 bottom.plot(ages, [row["methods"][method]["output_error"] for row in run["ages"]], marker="o",
                             label=method, color=f"C{color}", linewidth=2.5 if method == "predictive" else 1.2)
-        bottom.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        bottom.xaxis.set_minor_formatter(plt.NullFormatter())
         bottom.set(xscale="log", yscale="log", xlabel="age [s]", ylabel="relative output error")
         for ax in (top, bottom):
             ax.grid(True, which="both", alpha=0.3)
