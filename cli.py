@@ -143,6 +143,17 @@ def _progress(console: Console):
     return lambda message: console.print(f"  done: {message}", style="dim")
 
 
+def _methods_table(title: str, rows: list[dict], methods, cell) -> Table:
+    """A table of one row per age and one column per method, ``cell(row, method)`` giving the text."""
+    table = Table(title=title)
+    table.add_column("age", justify="right")
+    for method in methods:
+        table.add_column(method, justify="right")
+    for row in rows:
+        table.add_row(format_age(row["age_s"]), *[cell(row, method) for method in methods])
+    return table
+
+
 def _save_report(report: dict, start: float, json_path: str | None, plot_path: str | None, plot) -> None:
     """Stamp the wall time, then write the JSON and the plot that were asked for."""
     report["wall_time_s"] = time.perf_counter() - start
@@ -165,7 +176,7 @@ def _save_report(report: dict, start: float, json_path: str | None, plot_path: s
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Save a plot (needs matplotlib).")
 def bench_compensation(nets, data, devices, ages, seeds, samples, quick, json_path, plot_path) -> None:
     """Every method on every (network, device, scenario), at every age, in one run."""
-    from plc_anna.bench.compensation import compensation_benchmark, plot_compensation
+    from plc_anna.bench.compensation import METHODS, compensation_benchmark, plot_compensation
     from plc_anna.bench.speed import forward_speed, layer_update_speed
     from plc_anna.bench.streams import SCENARIOS
 
@@ -182,20 +193,15 @@ def bench_compensation(nets, data, devices, ages, seeds, samples, quick, json_pa
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     for run in report["runs"]:
-        table = Table(title=f"{run['net']} / {run['device']} / {run['scenario']}: relative output error "
-                            f"({run['ages'][0]['metric_name']} below)")
-        table.add_column("age", justify="right")
-        from plc_anna.bench.compensation import METHODS
+        def cell(row, method):
+            if method == "R":
+                return "n/a" if row["recovered_fraction"] is None else f"{row['recovered_fraction']:.3f}"
+            m = row["methods"][method]
+            metric = f"{100 * m['metric']:.1f}%" if row["metric_name"] == "accuracy" else f"{m['metric']:.3g}"
+            return f"{m['output_error']:.4f}\n{metric}"
 
-        for method in METHODS:
-            table.add_column(method, justify="right")
-        table.add_column("R", justify="right")
-        for row in run["ages"]:
-            m = row["methods"]
-            metric = (lambda v: f"{100 * v:.1f}%") if row["metric_name"] == "accuracy" else (lambda v: f"{v:.3g}")
-            table.add_row(row["age"], *[f"{m[k]['output_error']:.4f}\n{metric(m[k]['metric'])}" for k in METHODS],
-                          "n/a" if row["recovered_fraction"] is None else f"{row['recovered_fraction']:.3f}")
-        console.print(table)
+        console.print(_methods_table(f"{run['net']} / {run['device']} / {run['scenario']}: relative output error "
+                                     f"({run['ages'][0]['metric_name']} below)", run["ages"], (*METHODS, "R"), cell))
     speed = report["speed"]
     console.print(f"one compensator update, {speed['columns']} columns x {speed['samples_per_scan']} samples: "
                   f"p50 {speed['update_ms']['p50']:.3f} ms, p99 {speed['update_ms']['p99']:.3f} ms")
@@ -230,17 +236,15 @@ def bench_latent(nets, devices, seeds, samples, quick, json_path, plot_path) -> 
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     for run in report["runs"]:
-        table = Table(title=f"{run['net']} / {run['device']} / {run['scenario']}: relative output error "
-                            f"(gain prediction error {run['gain_prediction_error_pct']:.2f} %)")
-        table.add_column("age", justify="right")
-        for method in METHODS:
-            table.add_column(method, justify="right")
-        for row in run["ages"]:
+        def cell(row, method):
             m, r = row["methods"], row["recovered_fraction"]
-            table.add_row(format_age(row["age_s"]), *[
-                "-" if name not in m else f"{m[name]['output_error']:.4f}"
-                + ("" if r.get(name) is None else f"\nR {r[name]:.2f}") for name in METHODS])
-        console.print(table)
+            if method not in m:
+                return "-"
+            return f"{m[method]['output_error']:.4f}" + ("" if r.get(method) is None else f"\nR {r[method]:.2f}")
+
+        console.print(_methods_table(f"{run['net']} / {run['device']} / {run['scenario']}: relative output error "
+                                     f"(gain prediction error {run['gain_prediction_error_pct']:.2f} %)",
+                                     run["ages"], METHODS, cell))
         if run["rul"]:
             rul = run["rul"]
             def age(value):
