@@ -85,3 +85,12 @@ def test_replace_validates():
         PRESETS["pcm"].replace(adc_bits=-1)
     with pytest.raises(ValueError, match="unknown device key"):
         PRESETS["pcm"].replace(adc_bitz=4)
+
+
+def test_every_key_is_in_the_user_docs():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "device-parameters.md").read_text()
+    for name, meta in KEY_DOCS.items():
+        assert f"| `{name}` |" in text, name
+        assert meta["doc"] in text, name
