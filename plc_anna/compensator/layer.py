@@ -341,7 +341,7 @@ class LayerCompensator:
         ramp = self.config.ramp
         self._remaining_life = life = self.latent.remaining_life(ramp.gain_range, ramp.offset_range,
                                                                  self._temperature_k)
-        due = life is not None and life.age_s - age_s < self.config.maintenance_horizon_s
+        due = life is not None and bool(life.age_s - age_s < self.config.maintenance_horizon_s)
         if due and not self._maintenance_alarmed:
             self._maintenance_alarmed = True
             gain_rate, offset_rate = self.latent.rates

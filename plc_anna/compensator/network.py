@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from plc_anna.compensator.config import CompensatorConfig
 from plc_anna.compensator.layer import LayerCompensator
+from plc_anna.compensator.state import FORMAT_VERSION, layer_state, restore_layer
 from plc_anna.drift.states import DriftState, Event
 
 if TYPE_CHECKING:  # the numerics never import the device package at run time
@@ -63,6 +65,23 @@ class Compensator:
         for layer, (inputs, outputs) in zip(self.layers, batches):
             events.extend(layer.update(inputs, outputs, age_s=age_s, temperature_k=temperature_k))
         return events
+
+    def state_dict(self) -> dict:
+        """The persistent state of every layer, as plain JSON-ready data (see :mod:`.state`)."""
+        return {"format_version": FORMAT_VERSION, "sinks": list(self.sinks),
+                "layers": [layer_state(layer) for layer in self.layers]}
+
+    def load_state_dict(self, data: dict) -> None:
+        """Restore a state saved by :meth:`state_dict`; on a ValueError no layer has changed."""
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"not a saved compensator state of format {FORMAT_VERSION}")
+        if len(data.get("layers", [])) != len(self.layers) or list(data.get("sinks", [])) != list(self.sinks):
+            raise ValueError("the saved state is of another network: layers or sinks differ")
+        # Restore into copies first, so a bad layer leaves every layer as it was.
+        restored = [copy.deepcopy(layer) for layer in self.layers]
+        for layer, saved in zip(restored, data["layers"]):
+            restore_layer(layer, saved)
+        self.layers = restored
 
     def calibrate(self) -> None:
         for layer in self.layers:

@@ -49,6 +49,32 @@ class Fingerprint:
     whitening: np.ndarray
     count: float
 
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data."""
+        return {name: (value.tolist() if isinstance(value, np.ndarray) else value)
+                for name, value in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Fingerprint":
+        """Rebuild a fingerprint saved by :meth:`to_dict`, checking shapes and finiteness."""
+        try:
+            fp = cls(weights=np.asarray(data["weights"], dtype=float), bias=np.asarray(data["bias"], dtype=float),
+                     noise_var=np.asarray(data["noise_var"], dtype=float),
+                     signal_var=np.asarray(data["signal_var"], dtype=float),
+                     input_mean=np.asarray(data["input_mean"], dtype=float),
+                     whitening=np.asarray(data["whitening"], dtype=float).reshape(len(data["input_mean"]), -1),
+                     count=float(data["count"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a saved fingerprint: {exc}") from None
+        n_out, n_in = fp.weights.shape
+        shapes = {"bias": (n_out,), "noise_var": (n_out,), "signal_var": (n_out,), "input_mean": (n_in,)}
+        for name, shape in shapes.items():
+            if getattr(fp, name).shape != shape:
+                raise ValueError(f"saved fingerprint: {name} has shape {getattr(fp, name).shape}, expected {shape}")
+        if not all(np.all(np.isfinite(np.asarray(v))) for v in fp.__dict__.values()):
+            raise ValueError("saved fingerprint contains NaN or Inf")
+        return fp
+
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """The calibrated response ``inputs @ W_calᵀ + b_cal`` of a batch, (n, n_out)."""
         return inputs @ self.weights.T + self.bias
