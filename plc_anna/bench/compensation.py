@@ -116,10 +116,17 @@ def compensation_benchmark(nets: Sequence[str | Path] = ("digits", "thermocouple
         raise ValueError(f"need seeds >= 1 and samples >= {SCAN_SAMPLES}")
     extra = None
     if data is not None:
-        with np.load(data, allow_pickle=False) as archive:
-            if "X" not in archive or "y" not in archive:
-                raise ValueError(f"{data}: a data file needs arrays 'X' and 'y'")
-            extra = (archive["X"], archive["y"])
+        try:
+            with np.load(data, allow_pickle=False) as archive:
+                if "X" not in archive or "y" not in archive:
+                    raise ValueError(f"{data}: a data file needs arrays 'X' and 'y'")
+                extra = (archive["X"], archive["y"])
+        except OSError as exc:
+            raise ValueError(f"{data}: not a readable .npz archive ({exc})") from None
+        except ValueError as exc:
+            if "needs arrays" in str(exc):
+                raise
+            raise ValueError(f"{data}: not a .npz archive of plain arrays X and y ({exc})") from None
     runs = []
     for net_name in nets:
         network = load_network(net_name)

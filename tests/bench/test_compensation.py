@@ -76,3 +76,10 @@ def test_cli_quick(tmp_path):
                                        "--ages", "1d", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["runs"][0]["ages"][0]["age_s"] == 86400.0
+
+
+def test_unreadable_data_file_is_named(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("garbage")
+    with pytest.raises(ValueError, match="bad.npz: not a"):
+        compensation_benchmark(nets=["digits"], devices=["pcm"], seeds=1, samples=2048, data=bad)
