@@ -138,11 +138,9 @@ class LayerCompensator:
             return []
         if previous is not None and float(np.max(distances - previous)) > self.config.fault_distance:
             column = int(np.argmax(distances - previous))
-            self.rollback()
-            self._state = DriftState.FAULT
-            return [self._event(EventKind.FAULT, age_s, f"column {column} jumped by a Fisher-Rao distance of "
-                                f"{float(distances[column] - previous[column]):.3g} in one scan: not drift; "
-                                "holding the last good correction until recalibration")]
+            return self._fault(age_s, f"column {column} jumped by a Fisher-Rao distance of "
+                               f"{float(distances[column] - previous[column]):.3g} in one scan: not drift; "
+                               "holding the last good correction until recalibration")
         if monitoring:
             events = self._monitor_step(detected, age_s)
             if not events and self._state is DriftState.NOMINAL:
@@ -214,6 +212,12 @@ class LayerCompensator:
         reference = reference_moments(self._calibration_ideal.moments, calibrated)
         return events + self._propose(estimate_correction(reference, outputs_moments.mean, outputs_moments.var,
                                                           fp.noise_var), age_s)
+
+    def _fault(self, age_s, message: str) -> list[Event]:
+        """Hold the last good correction in the Fault state until calibration."""
+        self.rollback()
+        self._state = DriftState.FAULT
+        return [self._event(EventKind.FAULT, age_s, message)]
 
     def _enter_nominal(self) -> None:
         self._state = DriftState.NOMINAL
@@ -289,11 +293,9 @@ class LayerCompensator:
             if float(surprise.max()) > self.config.fault_sigma:
                 feature = int(np.argmax(surprise))
                 what = "gain" if feature < self.n_out else "offset"
-                self.rollback()
-                self._state = DriftState.FAULT
-                return [self._event(EventKind.FAULT, age_s, f"the estimated {what} of column {feature % self.n_out} "
-                                    f"is {float(surprise[feature]):.1f} standard deviations off the drift trend: "
-                                    "a fault, not fatigue; not learned, last good correction held")]
+                return self._fault(age_s, f"the estimated {what} of column {feature % self.n_out} is "
+                                   f"{float(surprise[feature]):.1f} standard deviations off the drift trend: "
+                                   "a fault, not fatigue; not learned, last good correction held")
         gain_change = np.abs(new.gain / self._gain - 1.0)
         # Offsets compare with the column's own signal spread, so the deadband means the same in any unit.
         offset_change = np.abs(new.offset - self._offset) / np.sqrt(np.maximum(self._fingerprint.signal_var, 1e-300))
