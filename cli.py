@@ -134,6 +134,17 @@ def demo(nets: tuple[str, ...], device: str, seed: int, scans: int) -> None:
                   "(simulated network; the OPC UA server and PLC link join this demo as they land).")
 
 
+@main.command("hash-password")
+@click.password_option("--password", help="The password (prompted twice, hidden, when not given).")
+def hash_password(password: str) -> None:
+    """Print the scrypt hash of a password for a user of the server's configuration file."""
+    from plc_anna.server.passwords import hash_password as make_hash
+
+    if not password:
+        raise click.BadParameter("the password is empty", param_hint="--password")
+    click.echo(make_hash(password))
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: every number in the docs comes from one of these."""

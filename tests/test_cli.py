@@ -85,3 +85,14 @@ def test_installed_console_script():
         pytest.fail("the plc-anna console script is not installed; run pip install '.[test]' first")
     result = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert "plc-anna" in result.stdout
+
+
+def test_hash_password_prompts_and_prints_a_verifiable_hash(runner):
+    from plc_anna.server.passwords import verify_password
+
+    result = runner.invoke(main, ["hash-password"], input="s3cret\ns3cret\n")
+    assert result.exit_code == 0, result.output
+    stored = result.output.strip().splitlines()[-1]
+    assert verify_password("s3cret", stored) and "s3cret" not in stored
+    mismatch = runner.invoke(main, ["hash-password"], input="a\nb\na\na\n")
+    assert "do not match" in mismatch.output.lower() or mismatch.exit_code != 0
