@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plc_anna.device.physics import PCM_PROG_COEFF
+from plc_anna.tomlfile import read_toml
 
 
 def _key(doc: str, unit: str = "", low: float | None = None, high: float | None = None,
@@ -242,11 +242,7 @@ def load_device_params(preset_or_path: str | Path) -> DeviceParams:
     path = Path(text)
     if not path.is_file():
         raise ValueError(f"device {text!r} is neither a preset ({', '.join(PRESETS)}) nor an existing .toml file")
-    try:
-        with path.open("rb") as fh:
-            values = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: invalid TOML: {exc}") from None
+    values = read_toml(path)
     try:
         return from_dict(values)
     except ValueError as exc:

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from plc_anna.server.passwords import parse_password_hash
+from plc_anna.tomlfile import read_toml
 
 #: Every security policy name the ``security.policies`` key accepts (OPC UA names, with the mode).
 POLICY_NAMES = ("Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt",
@@ -422,13 +422,7 @@ def load_server_config(path: str | Path) -> ServerConfig:
     path = Path(path).absolute()
     if not path.is_file():
         raise ValueError(f"configuration file {path} does not exist or is not a file")
-    try:
-        with path.open("rb") as fh:
-            values = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the configuration file: {exc}") from None
+    values = read_toml(path)
     try:
         config = config_from_dict(values, base_dir=path.parent)
     except ValueError as exc:
