@@ -15,6 +15,7 @@ Typical use, inside the server's start-up coroutine::
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,8 +27,9 @@ if TYPE_CHECKING:  # asyncua stays out of a plain ``import plc_anna.server.model
 NAMESPACE_URI = "urn:plc-anna:ua"
 
 #: The model file in a source checkout (``<repo>/opcua_models/plc_anna.xml``).
-#: An installed package does not carry it yet: pass ``path`` to :func:`load_model`.
 MODEL_PATH = Path(__file__).resolve().parents[2] / "opcua_models" / "plc_anna.xml"
+#: Where ``pip install`` puts it (``data_files`` of ``setup.cfg``).
+INSTALLED_MODEL_PATH = Path(sys.prefix) / "share" / "plc-anna" / "opcua_models" / "plc_anna.xml"
 
 #: Every type the model defines, by browse name.
 TYPE_NAMES = ("DriftStateEnumeration", "AnalogNetworkType", "LayerType", "CompensatorType",
@@ -39,12 +41,12 @@ _SUPERTYPE = {"DriftStateEnumeration": _ENUMERATION, "DriftEventType": _BASE_EVE
 
 
 def resolve_model_path(path: str | Path | None = None) -> Path:
-    """The model file to load: ``path`` if given, else :data:`MODEL_PATH`.
+    """The model file to load: ``path`` if given, else the source checkout's, else the installed copy.
 
     Parameters
     ----------
     path
-        A NodeSet2 XML file, or None for the model of the source checkout.
+        A NodeSet2 XML file, or None for :data:`MODEL_PATH` or :data:`INSTALLED_MODEL_PATH`.
 
     Returns
     -------
@@ -56,10 +58,13 @@ def resolve_model_path(path: str | Path | None = None) -> Path:
     ValueError
         If the file does not exist.
     """
-    resolved = MODEL_PATH if path is None else Path(path)
+    if path is None:
+        resolved = MODEL_PATH if MODEL_PATH.is_file() else INSTALLED_MODEL_PATH
+    else:
+        resolved = Path(path)
     if not resolved.is_file():
-        hint = ("pass load_model(server, path=...) or regenerate it with `python opcua_models/build_model.py` "
-                "in a source checkout" if path is None else "check the path")
+        hint = ("reinstall plc-anna, pass load_model(server, path=...), or regenerate it with "
+                "`python opcua_models/build_model.py` in a source checkout" if path is None else "check the path")
         raise ValueError(f"the plc-anna OPC UA model {resolved} does not exist: {hint}")
     return resolved
 

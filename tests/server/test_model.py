@@ -251,3 +251,17 @@ def test_loader_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="load the model first"):
         asyncio.run(type_node(_BareServer(), "LayerType"))
     assert resolve_model_path() == MODEL_PATH
+
+
+def test_an_installed_copy_is_found_when_there_is_no_checkout(monkeypatch, tmp_path):
+    import plc_anna.server.model as model
+
+    installed = tmp_path / "share" / "plc_anna.xml"
+    installed.parent.mkdir()
+    installed.write_bytes(model.MODEL_PATH.read_bytes())
+    monkeypatch.setattr(model, "MODEL_PATH", tmp_path / "no-checkout.xml")
+    monkeypatch.setattr(model, "INSTALLED_MODEL_PATH", installed)
+    assert model.resolve_model_path() == installed
+    monkeypatch.setattr(model, "INSTALLED_MODEL_PATH", tmp_path / "missing.xml")
+    with pytest.raises(ValueError, match="reinstall plc-anna"):
+        model.resolve_model_path()
