@@ -1,15 +1,15 @@
 """The input-conditioned drift statistic of one layer for one scan.
 
-Under no drift since the last commit, a column's raw output is
-``y = u · y_cal + v + e``: the calibrated response ``y_cal`` (known for every
-batch from the inputs' moments and the fingerprint), the believed drift
-``(u, v)`` and noise ``e`` of variance ``σ_n²``. The batch mean and variance
-of ``y`` then deviate from their prediction only by noise:
+Under no drift since the fingerprint (which the compensator records again
+after every commit), a column's raw output is ``y = y_cal + e``: the
+calibrated response ``y_cal`` (known for every batch from the inputs' moments
+and the fingerprint) and noise ``e`` of variance ``σ_n²``. The batch mean and
+variance of ``y`` then deviate from their prediction only by noise:
 
-- ``Δμ = μ_y − (u m_cal + v)`` with variance ``σ_n² / n`` plus the fingerprint's
+- ``Δμ = μ_y − m_cal`` with variance ``σ_n² / n`` plus the fingerprint's
   own prediction error ``σ_n² · mean_leverage``;
-- ``Δv = σ_y² − (u² v_cal + σ_n²)`` with variance
-  ``(4 u² v_cal σ_n² (1 + spread_leverage) + 2 σ_n⁴) / n``.
+- ``Δv = σ_y² − (v_cal + σ_n²)`` with variance
+  ``(4 v_cal σ_n² (1 + spread_leverage) + 2 σ_n⁴) / n``.
 
 The leverages (:meth:`~plc_anna.stats.reference.Fingerprint.leverage`) carry
 the fingerprint's own estimation error: without them a layer with many
@@ -50,8 +50,7 @@ class ScanStatistic:
 
 
 def conditioned_statistic(n: int, output_mean: np.ndarray, output_var: np.ndarray, cal_mean: np.ndarray,
-                          cal_var: np.ndarray, noise_var: np.ndarray, drift_gain: np.ndarray,
-                          drift_offset: np.ndarray, mean_leverage: float = 0.0,
+                          cal_var: np.ndarray, noise_var: np.ndarray, mean_leverage: float = 0.0,
                           spread_leverage: float = 0.0) -> ScanStatistic:
     """The statistic for a batch of ``n`` samples (all arrays per column).
 
@@ -59,14 +58,14 @@ def conditioned_statistic(n: int, output_mean: np.ndarray, output_var: np.ndarra
     --------
     >>> k = np.ones(2)
     >>> s = conditioned_statistic(64, output_mean=k, output_var=4 * k + 0.01, cal_mean=k, cal_var=4 * k,
-    ...                           noise_var=0.01 * k, drift_gain=k, drift_offset=0 * k)
+    ...                           noise_var=0.01 * k)
     >>> s.statistic, s.dof
     (0.0, 4)
     """
     if n < 2:
         raise ValueError(f"a scan needs at least 2 samples, got {n}")
-    expected_mean = drift_gain * cal_mean + drift_offset
-    signal = drift_gain**2 * cal_var
+    expected_mean = cal_mean
+    signal = cal_var
     expected_var = signal + noise_var
     var_mean = noise_var * (1.0 / n + mean_leverage)
     var_var = (4.0 * signal * noise_var * (1.0 + spread_leverage) + 2.0 * noise_var**2) / n
@@ -139,10 +138,9 @@ class DriftMonitor:
         fp = self.fingerprint
         self._calibrated = fp.predict(inputs)
         out, cal = batch_moments(outputs), batch_moments(self._calibrated)
-        k = outputs.shape[1]
         mean_leverage, spread_leverage = fp.leverage(inputs)
         self._last = conditioned_statistic(outputs.shape[0], out.mean, out.var, cal.mean, cal.var, fp.noise_var,
-                                           np.ones(k), np.zeros(k), mean_leverage=mean_leverage + self.model_error,
+                                           mean_leverage=mean_leverage + self.model_error,
                                            spread_leverage=spread_leverage)
         return self._last
 

@@ -14,8 +14,7 @@ def simulate(drift_gain=1.0, n=64, k=16, scans=4000, seed=0):
         x = rng.normal(size=(n, 6)) * rng.uniform(0.5, 2.0) + rng.normal()  # the process moves every scan
         cal = x @ w.T
         y = drift_gain * cal + noise * rng.normal(size=(n, k))
-        s = conditioned_statistic(n, y.mean(0), y.var(0), cal.mean(0), cal.var(0), np.full(k, noise**2),
-                                  np.ones(k), np.zeros(k))
+        s = conditioned_statistic(n, y.mean(0), y.var(0), cal.mean(0), cal.var(0), np.full(k, noise**2))
         stats.append(s.statistic)
     return np.array(stats), 2 * k
 
