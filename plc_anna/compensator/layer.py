@@ -103,7 +103,56 @@ class LayerCompensator:
     def rollback(self) -> None:
         """Return to the last committed correction now."""
         self._gain, self._offset = self.last_good()
-        self._enter_nominal()
+        if self._monitor is None:  # no fingerprint yet: keep calibrating
+            self._start_fingerprint()
+        else:
+            self._enter_nominal()
+
+    def commit(self) -> None:
+        """Make the applied correction the last good one now (an operator's commit).
+
+        A ramp in progress stops where it is (no bump) and its hold-out check
+        is skipped; a calibration in progress goes on.
+        """
+        self._good = (self._gain.copy(), self._offset.copy())
+        if self._state in (DriftState.DRIFTING, DriftState.COMPENSATING):
+            self._enter_nominal()
+
+    def reset_reference(self) -> None:
+        """Forget the fingerprint and the drift history, and calibrate afresh.
+
+        For a network that was reprogrammed or repaired: the old trend says
+        nothing about it. The applied correction stays until the new
+        calibration replaces it (bumpless).
+        """
+        self.latent = DriftLatent(beta=self.config.latent_beta, min_records=self.config.min_history)
+        self._remaining_life = None
+        self._maintenance_alarmed = False
+        self._next_age = -math.inf
+        self._fingerprint = None
+        self._monitor = None
+        self._start_fingerprint()
+
+    def set_correction(self, gain: np.ndarray, offset: np.ndarray) -> None:
+        """Apply an engineer's (gain, offset) now and commit it as the last good one.
+
+        Raises
+        ------
+        ValueError
+            For a wrong length, NaN or Inf, or a gain outside ``config.ramp.gain_range``
+            or an offset outside ``config.ramp.offset_range``; nothing changes then.
+        """
+        gain, offset = np.asarray(gain, dtype=float), np.asarray(offset, dtype=float)
+        for name, values, (low, high) in (("gain", gain, self.config.ramp.gain_range),
+                                          ("offset", offset, self.config.ramp.offset_range)):
+            if values.shape != (self.n_out,):
+                raise ValueError(f"layer {self.index}: {name} needs {self.n_out} values, got shape {values.shape}")
+            if not np.all(np.isfinite(values)):
+                raise ValueError(f"layer {self.index}: {name} contains NaN or Inf")
+            if np.any(values < low) or np.any(values > high):
+                raise ValueError(f"layer {self.index}: {name} outside its range {low:g} .. {high:g}")
+        self._gain, self._offset = gain.copy(), offset.copy()
+        self.commit()
 
     # ----------------------------------------------------------------- scan
     def update(self, inputs: np.ndarray, outputs: np.ndarray, age_s: float | None = None,

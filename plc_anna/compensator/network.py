@@ -84,5 +84,21 @@ class Compensator:
         self.layers = restored
 
     def calibrate(self) -> None:
+        """Record a new fingerprint in every layer (see :meth:`LayerCompensator.calibrate`)."""
         for layer in self.layers:
             layer.calibrate()
+
+    def commit(self) -> None:
+        """Make every layer's applied correction its last good one."""
+        for layer in self.layers:
+            layer.commit()
+
+    def rollback(self) -> None:
+        """Return every layer to its last good correction."""
+        for layer in self.layers:
+            layer.rollback()
+
+    def reset_reference(self) -> None:
+        """Forget every layer's fingerprint and drift history and calibrate afresh."""
+        for layer in self.layers:
+            layer.reset_reference()

@@ -244,3 +244,30 @@ def test_maintenance_alarm_when_the_range_runs_out():
     assert alarms and "plan maintenance" in alarms[0].message
     life = layer.remaining_life
     assert life is not None and life.parameter == "gain" and life.low_s <= life.age_s <= life.high_s
+
+
+def test_operator_commands(calibrated):
+    plant, layer = calibrated
+    plant.gain = np.full(N_OUT, 0.9)
+    events, _ = run(plant, layer, 120)
+    assert any(e.kind is EventKind.TRANSITION_STARTED for e in events)
+    # An engineer's correction is applied and committed at once; a bad one changes nothing.
+    gain, offset = np.full(N_OUT, 1.1), np.full(N_OUT, 0.01)
+    layer.set_correction(gain, offset)
+    assert np.array_equal(layer.correction()[0], gain) and np.array_equal(layer.last_good()[1], offset)
+    for bad in (np.full(N_OUT - 1, 1.0), np.r_[np.nan, np.ones(N_OUT - 1)], np.full(N_OUT, 9.0)):
+        with pytest.raises(ValueError, match="layer 0: gain"):
+            layer.set_correction(bad, offset)
+    assert np.array_equal(layer.correction()[0], gain)
+    # Commit makes the applied correction the rollback target.
+    layer._gain = np.full(N_OUT, 1.05)
+    layer.commit()
+    layer._gain = np.full(N_OUT, 1.2)
+    layer.rollback()
+    assert np.allclose(layer.correction()[0], 1.05)
+    # ResetReference forgets the fingerprint and history but keeps the applied correction.
+    layer.reset_reference()
+    assert layer.state is DriftState.CALIBRATING and layer.fingerprint is None and len(layer.latent.records) == 0
+    assert np.allclose(layer.correction()[0], 1.05)
+    events, _ = run(plant, layer, 80)
+    assert events[0].kind is EventKind.CALIBRATED and layer.state is not DriftState.CALIBRATING
