@@ -149,6 +149,16 @@ class ServerConfig:
     seed: int = field(default=0, metadata=_key(
         "Seed of the simulated device's random numbers (programming noise, drift, read noise).",
         "0", "integer >= 0", low=0))
+    samples_per_scan: int = field(default=8, metadata=_key(
+        "Samples of the simulated network's process taken each scan (the compensator needs at least 2).",
+        "8", "integer, 2 to 4096", low=2, high=4096))
+    age_rate: float = field(default=1.0, metadata=_key(
+        "Seconds of simulated age per second of wall time: 1 ages the simulated network in real time, "
+        "31536000 a year per second; 0 stops its clock (a test rig then sets the age with SetAge).",
+        "1", "number, 0 to 1e9", low=0.0, high=1e9))
+    history_period_s: float = field(default=1.0, metadata=_key(
+        "How often distance, state, gains and offsets go to the history (and whenever a layer raises "
+        "an event).", "1", "number, 0.01 to 3600 (s)", low=0.01, high=3600.0))
     state_store: Path = field(default=Path("state.sqlite"), metadata=_key(
         "SQLite file of the compensator's state and the value history. Relative to config_dir.",
         "\"state.sqlite\"", "a file path"))
@@ -260,8 +270,9 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
     if kind == "float":
         if not _is_number(value) or not math.isfinite(value):
             raise ValueError(f"server key {key!r} must be a finite number, got {value!r}")
-        if value <= 0:
+        if meta["low"] is None and meta["high"] is None and value <= 0:
             raise ValueError(f"server key {key!r} must be > 0, got {value}")
+        _check_range(key, meta, value)
         return float(value)
     if kind == "Path":
         if isinstance(value, str) and value:
