@@ -82,6 +82,11 @@ class LayerCompensator:
         """When the latent predicts the correction leaves the hardware range (None: not within 1000 years)."""
         return self._remaining_life
 
+    @property
+    def trend_established(self) -> bool:
+        """Whether the drift history is long enough for a remaining life and for calling an estimate a fault."""
+        return self._trend_established()
+
     def correction(self) -> tuple[np.ndarray, np.ndarray]:
         """The (gain, offset) to apply to the raw outputs now (copies)."""
         return self._gain.copy(), self._offset.copy()

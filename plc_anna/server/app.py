@@ -1,0 +1,327 @@
+"""The plc-anna OPC UA server: the model's objects, the scan task, methods, events, history, persistence.
+
+::
+
+    async with PlcAnnaServer(config) as server:
+        await server.serve_forever()        # or run a test against server.config.endpoint
+
+Start-up order: open the state store and restore the saved state (a store
+of another network stops the start, so nothing stored is overwritten), start
+asyncua with the configured security, instantiate the model, link methods and
+guarded writes, enable HistoryRead, publish once, then start the scan task.
+Each scan's state goes to the store whenever a layer raised an event or a
+command ran (and every :data:`STATE_PERIOD_S` otherwise); the store's writes
+run on their own thread, so SQLite never delays a scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from asyncua import Server, ua
+
+import plc_anna
+from plc_anna.compensator import CompensatorConfig
+from plc_anna.device.network import Network, load_network
+from plc_anna.device.params import load_device_params
+from plc_anna.device.simulated import SimulatedNetwork
+from plc_anna.drift.states import Event
+from plc_anna.server import nodes as ua_nodes
+from plc_anna.server.config import ServerConfig
+from plc_anna.server.history import enable_history
+from plc_anna.server.model import load_model, type_node
+from plc_anna.server.runtime import Runtime, Snapshot
+from plc_anna.server.scan import CycleStats, ScanTask
+from plc_anna.server.security import configure_server_security
+from plc_anna.server.store import StateStore
+from plc_anna.server.writes import WriteGuard, WriteRefused, double_array_check, double_check
+
+logger = logging.getLogger(__name__)
+
+#: The state is saved at least this often even when nothing happens (scan counters, age).
+STATE_PERIOD_S = 60.0
+#: At most one scan-overrun alarm per this many seconds (each one carries the count).
+OVERRUN_ALARM_INTERVAL_S = 10.0
+OVERRUN_SEVERITY = 500
+HISTORIZED = ("LayerDistance", "DriftState", "Gain", "Offset")
+
+
+class PlcAnnaServer:
+    """The OPC UA server of one analog network and its compensator.
+
+    Parameters
+    ----------
+    config
+        The validated server configuration.
+    compensator_config
+        The compensator's settings (default :class:`CompensatorConfig`).
+    network
+        A network to run instead of ``config.network`` (benchmarks, tests).
+    """
+
+    def __init__(self, config: ServerConfig, compensator_config: CompensatorConfig | None = None,
+                 network: Network | None = None) -> None:
+        self.config = config
+        self.compensator_config = compensator_config or CompensatorConfig()
+        self._network = network
+        self.server: Server | None = None
+        self.runtime: Runtime | None = None
+        self.space: ua_nodes.AddressSpace | None = None
+        self.scan: ScanTask | None = None
+        self.store: StateStore | None = None
+        self.restored_scan: int | None = None
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plc-anna-store")
+        self._dirty = False
+        self._last_save = self._last_history = -float("inf")
+        self._last_overrun_alarm = -float("inf")
+        self._event_generators: list[Any] = []
+        self._alarm_generator: Any = None
+
+    # ---------------------------------------------------------------- lifecycle
+    async def __aenter__(self) -> PlcAnnaServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Restore, start serving, start scanning. ValueError for a store or network that does not fit."""
+        config = self.config
+        network = self._network or load_network(config.network)
+        device = load_device_params(config.device)
+        net = SimulatedNetwork(network, device, seed=config.seed)
+        self.runtime = Runtime(net, self.compensator_config, samples_per_scan=config.samples_per_scan,
+                               age_rate=config.age_rate, seed=config.seed)
+        config.config_dir.mkdir(parents=True, exist_ok=True)
+        self.store = StateStore(config.state_store, retention_s=config.history_retention_days * 86400.0)
+        try:
+            self._restore()
+            await self._start_server(network, f"simulated {Path(str(config.device)).name}")
+        except BaseException:
+            self.store.close()
+            raise
+        first = self.runtime.snapshot()
+        await ua_nodes.publish(self.server, self.space, first, None, scan_period_ms=config.scan_ms)
+        self.scan = ScanTask(config.scan_ms / 1000.0, self._work, self._publish, self._on_overrun)
+        self.scan.start()
+        logger.info("serving %s on %s (scan %d ms)", network.name, config.endpoint, config.scan_ms)
+
+    async def stop(self) -> None:
+        """Stop scanning, save the state, stop serving, close the store."""
+        if self.scan is not None:
+            await self.scan.stop()
+            self.scan = None
+        if self.runtime is not None and self.store is not None:
+            state, scan = self.runtime.state_dict(), self.runtime.scan
+            await asyncio.get_running_loop().run_in_executor(self._store_thread, self.store.save_state, state, scan)
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+        self._store_thread.shutdown(wait=True)
+        if self.store is not None:
+            self.store.close()
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled (Ctrl-C in ``plc-anna serve``)."""
+        await asyncio.Event().wait()
+
+    def _restore(self) -> None:
+        entry = self.store.load_state_entry()
+        if entry is None:
+            return
+        try:
+            self.runtime.load_state_dict(entry.state)
+        except ValueError as exc:
+            raise ValueError(f"{self.store.path} holds a saved state this server cannot take ({exc}); it is left "
+                             "untouched: point state_store at another file to start afresh") from None
+        self.restored_scan = entry.scan
+        logger.info("restored the state of scan %d from %s", entry.scan, self.store.path)
+
+    async def _start_server(self, network: Network, device_name: str) -> None:
+        config = self.config
+        server = Server()
+        await server.init()
+        server.set_endpoint(config.endpoint)
+        server.set_server_name(f"plc-anna {network.name}")
+        ruleset = await configure_server_security(server, config)
+        idx = await load_model(server)
+        nameplate = {"Manufacturer": "plc-anna (simulated device)", "Model": network.name,
+                     "SerialNumber": f"sim-seed-{config.seed}", "HardwareRevision": device_name,
+                     "SoftwareRevision": plc_anna.__version__, "DeviceRevision": "1", "ProductCode": network.name}
+        ramp = self.compensator_config.ramp
+        space = await ua_nodes.build_address_space(server, idx, network, self.runtime.net.sinks, nameplate,
+                                                   ramp.gain_range, ramp.offset_range, config.test_rig)
+        self.server, self.space = server, space
+        for name, handler in self._method_handlers().items():
+            node = space.methods[name]
+            server.link_method(node, handler)
+            ruleset.allow_call(node, "call_test_rig" if name in ua_nodes.TEST_RIG_METHODS else "call_operation")
+        guard = WriteGuard(server)
+        offset_low, offset_high = (max(ramp.offset_range[0], -1e6), min(ramp.offset_range[1], 1e6))
+        for layer in space.layers:
+            n = self.runtime.compensator.layers[layer.index].n_out
+            for name, (low, high) in (("Gain", ramp.gain_range), ("Offset", (offset_low, offset_high))):
+                node = layer.members[name]
+                await node.set_writable()
+                ruleset.allow_write(node)
+                guard.register(node.nodeid, double_array_check(n, low, high, f"Layer{layer.index}.{name}"),
+                               self._correction_writer(layer.index, name))
+        period = space.diagnostics["ScanPeriod"]
+        await period.set_writable()
+        ruleset.allow_write(period)
+        guard.register(period.nodeid, double_check(5.0, 10000.0, "ScanPeriod (ms)"), self._set_scan_period)
+        event_type = await type_node(server, "DriftEventType")
+        self._event_generators = [await server.get_event_generator(event_type, layer.object.nodeid)
+                                  for layer in space.layers]
+        self._alarm_generator = await server.get_event_generator(ua.ObjectIds.SystemEventType,
+                                                                 space.compensator.nodeid)
+        await space.link_members["Protocol"].write_value("none")
+        await space.link_members["LastError"].write_value("no controller link configured")
+        historized = {layer.members[name]: (f"Layer{layer.index}.{name}", _HISTORY_TYPES[name])
+                      for layer in space.layers for name in HISTORIZED}
+        await enable_history(server, self.store, historized)
+        await server.start()
+
+    # ---------------------------------------------------------------- the scan
+    def _work(self) -> tuple[Snapshot, dict | None]:
+        """One scan on the worker thread; with the state to save when it is due."""
+        snapshot = self.runtime.step()
+        now = time.monotonic()
+        state = None
+        if snapshot.events or self._dirty or now - self._last_save >= STATE_PERIOD_S:
+            state, self._dirty, self._last_save = self.runtime.state_dict(), False, now
+        return snapshot, state
+
+    async def _publish(self, result: tuple[Snapshot, dict | None], stats: CycleStats) -> None:
+        snapshot, state = result
+        await ua_nodes.publish(self.server, self.space, snapshot, stats)
+        for event in snapshot.events:
+            await self._fire(event)
+        now = time.monotonic()
+        history = None
+        if snapshot.events or now - self._last_history >= self.config.history_period_s:
+            self._last_history = now
+            history = {f"Layer{layer.index}.{name}": value for layer in snapshot.layers
+                       for name, value in (("LayerDistance", layer.layer_distance), ("DriftState", int(layer.state)),
+                                           ("Gain", layer.gain), ("Offset", layer.offset))
+                       if not (name == "LayerDistance" and not np.isfinite(value))}
+        if state is not None or history is not None:
+            self._store_thread.submit(self._persist, state, snapshot.scan, history)
+
+    def _persist(self, state: dict | None, scan: int, history: dict | None) -> None:
+        try:
+            if history:
+                self.store.append_history(time.time(), history)
+            if state is not None:
+                self.store.save_state(state, scan)
+        except Exception:  # a full disk must not stop the scan; the log says what failed
+            logger.exception("could not write to the state store %s", self.store.path)
+
+    async def _fire(self, event: Event) -> None:
+        generator = self._event_generators[event.layer]
+        generator.event.Layer = ua.Variant(event.layer, ua.VariantType.UInt32)
+        generator.event.DriftState = ua.Variant(int(event.state), ua.VariantType.Int32)
+        generator.event.Kind = event.kind.value
+        generator.event.Severity = event.severity
+        await generator.trigger(message=f"Layer{event.layer} {event.kind.value}: {event.message}")
+
+    async def _on_overrun(self, overruns: int) -> None:
+        now = time.monotonic()
+        if now - self._last_overrun_alarm < OVERRUN_ALARM_INTERVAL_S:
+            return
+        self._last_overrun_alarm = now
+        self._alarm_generator.event.Severity = OVERRUN_SEVERITY
+        await self._alarm_generator.trigger(
+            message=f"scan overrun: a cycle ended after the next deadline ({overruns} overruns so far, "
+                    f"scan period {self.scan.period_s * 1e3:g} ms)")
+
+    # ---------------------------------------------------------------- commands
+    async def command(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` (a runtime command such as ``server.runtime.calibrate``) between scans.
+
+        The state is saved after the next scan. ValueError if the command refuses its arguments.
+        """
+        await self.scan.call(fn, *args)
+        self._dirty = True
+
+    def _method_handlers(self) -> dict[str, Any]:
+        def operation(name: str):
+            async def handler(parent: ua.NodeId) -> list:
+                await self.command(getattr(self.runtime, name))
+                return []
+            return handler
+
+        async def set_age(parent: ua.NodeId, age: ua.Variant) -> list | ua.StatusCode:
+            return await self._checked("set_age", _scalar(age))
+
+        async def set_temperature(parent: ua.NodeId, temperature: ua.Variant) -> list | ua.StatusCode:
+            return await self._checked("set_temperature", _scalar(temperature))
+
+        async def inject_fault(parent: ua.NodeId, layer: ua.Variant, gain: ua.Variant,
+                               offset: ua.Variant) -> list | ua.StatusCode:
+            return await self._checked("inject_fault", _scalar(layer, int), _array(gain), _array(offset))
+
+        handlers = {"Calibrate": operation("calibrate"), "Commit": operation("commit"),
+                    "Rollback": operation("rollback"), "ResetReference": operation("reset_reference")}
+        if self.config.test_rig:
+            handlers.update(SetAge=set_age, SetTemperature=set_temperature, InjectFault=inject_fault)
+        return handlers
+
+    async def _checked(self, name: str, *args: Any) -> list | ua.StatusCode:
+        if any(a is None for a in args):
+            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+        try:
+            await self.command(getattr(self.runtime, name), *args)
+        except ValueError as exc:
+            logger.warning("refused %s%r: %s", name, args, exc)
+            return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+        return []
+
+    def _correction_writer(self, layer: int, name: str):
+        async def apply(values: np.ndarray) -> None:
+            def set_part() -> None:
+                gain, offset = self.runtime.compensator.correction(layer)
+                if name == "Gain":
+                    gain = values
+                else:
+                    offset = values
+                self.runtime.set_correction(layer, gain, offset)
+            await self.command(set_part)
+        return apply
+
+    async def _set_scan_period(self, period_ms: float) -> None:
+        try:
+            self.scan.period_s = period_ms / 1000.0
+        except ValueError as exc:
+            raise WriteRefused(ua.StatusCodes.BadOutOfRange, str(exc)) from None
+
+
+_HISTORY_TYPES = {"LayerDistance": ua.VariantType.Double, "DriftState": ua.VariantType.Int32,
+                  "Gain": ua.VariantType.Double, "Offset": ua.VariantType.Double}
+
+
+def _scalar(variant: Any, kind: type = float) -> Any:
+    value = getattr(variant, "Value", variant)
+    if isinstance(value, (list, tuple)) or value is None:
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _array(variant: Any) -> np.ndarray | None:
+    value = getattr(variant, "Value", variant)
+    if not isinstance(value, (list, tuple)):
+        return None
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return None

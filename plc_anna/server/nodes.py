@@ -1,0 +1,194 @@
+"""The server's objects: instances of the model's types with stable NodeIds, and their per-scan update.
+
+Every node the server creates has a string NodeId in the model's namespace
+that spells its browse path, e.g. ``AnalogNetwork.Layers.Layer1.Gain`` or
+``Compensator.Calibrate``. asyncua gives the members of an instance whose
+NodeId is a string the NodeId ``<instance>.<member>``, so these ids never
+shift when the model grows (automatic numeric ids would). SCADA tag lists can
+keep them.
+
+:func:`publish` writes a scan's values through the server's fast path
+(``write_attribute_value``: no request decoding, no access checks), arrays as
+single values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from asyncua import Node, Server, ua
+
+from plc_anna.device.network import Network
+from plc_anna.server.model import type_node
+from plc_anna.server.runtime import Snapshot
+from plc_anna.server.scan import CycleStats
+
+UNECE_UNITS_URI = "http://www.opcfoundation.org/UA/units/un/cefact"
+#: Output units of network files -> (UNECE common code, display symbol).
+UNITS = {"": ("C62", "1"), "1": ("C62", "1"), "V": ("VLT", "V"), "mV": ("2Z", "mV"), "A": ("AMP", "A"),
+         "mA": ("4K", "mA"), "K": ("KEL", "K"), "degC": ("CEL", "°C"), "°C": ("CEL", "°C"), "Pa": ("PAL", "Pa"),
+         "bar": ("BAR", "bar"), "%": ("P1", "%")}
+
+LAYER_MEMBERS = ("Gain", "Offset", "ColumnDistance", "LayerDistance", "DetectorStatistic", "DetectorThreshold",
+                 "DriftState", "TransportCost", "SampleCount", "GainTrendPerDecade", "RemainingLife")
+DIAGNOSTICS = ("ScanPeriod", "LastCycleTime", "P99CycleTime", "MaxCycleTime", "DeadlineLateness", "Overruns")
+OPERATIONS = ("Calibrate", "Commit", "Rollback", "ResetReference")
+TEST_RIG_METHODS = ("SetAge", "SetTemperature", "InjectFault")
+LINK_MEMBERS = ("Protocol", "Endpoint", "Connected", "CommitCounter", "Heartbeat", "LastError")
+
+
+def engineering_units(unit: str) -> ua.EUInformation:
+    """The OPC UA EUInformation of a unit string of a network file (UNECE code; UnitId -1 if unknown)."""
+    code, symbol = UNITS.get(unit, (None, unit))
+    unit_id = -1
+    if code is not None:
+        unit_id = 0
+        for char in code:  # OPC UA Part 8: the UnitId of a UNECE code is its ASCII bytes, big-endian
+            unit_id = (unit_id << 8) | ord(char)
+    return ua.EUInformation(NamespaceUri=UNECE_UNITS_URI, UnitId=unit_id, DisplayName=ua.LocalizedText(symbol),
+                            Description=ua.LocalizedText(unit or "dimensionless"))
+
+
+@dataclass
+class LayerNodes:
+    """One layer object and its members by browse name (:data:`LAYER_MEMBERS`)."""
+
+    index: int
+    object: Node
+    members: dict[str, Node]
+
+
+@dataclass
+class AddressSpace:
+    """Every node the server writes or links, by role."""
+
+    idx: int
+    network: Node
+    network_members: dict[str, Node]
+    layers: list[LayerNodes]
+    compensator: Node
+    diagnostics: dict[str, Node]
+    methods: dict[str, Node]
+    link: Node
+    link_members: dict[str, Node]
+
+    def nodeid(self, path: str) -> ua.NodeId:
+        """The NodeId of a browse path such as ``"Compensator.Calibrate"``."""
+        return ua.NodeId(path, self.idx)
+
+
+def _members(parent: Node, names: tuple[str, ...]) -> dict[str, Node]:
+    """The members of an instance by browse name, from their NodeIds ``<instance>.<member>``."""
+    ident, idx = parent.nodeid.Identifier, parent.nodeid.NamespaceIndex
+    return {name: Node(parent.session, ua.NodeId(f"{ident}.{name}", idx)) for name in names}
+
+
+async def build_address_space(server: Server, idx: int, network: Network, sinks: tuple[str, ...],
+                              nameplate: dict[str, str],
+                              gain_range: tuple[float, float], offset_range: tuple[float, float],
+                              test_rig: bool) -> AddressSpace:
+    """Instantiate the AnalogNetwork (with one Layer per network layer), Compensator and ControllerLink.
+
+    Parameters
+    ----------
+    server, idx
+        An initialised server with the model loaded, and the model's namespace index.
+    network
+        The network the server runs: layer sizes and output unit.
+    sinks
+        Where each layer's correction is applied (``device`` or ``plc``).
+    nameplate
+        Values of the AnalogNetworkType nameplate properties by browse name (Manufacturer, Model, ...).
+    gain_range, offset_range
+        The correction range, written as the EURange of every Gain and Offset.
+    test_rig
+        Whether the Compensator gets the test-rig methods (SetAge, SetTemperature, InjectFault).
+    """
+    objects = server.nodes.objects
+    net = await objects.add_object(ua.NodeId("AnalogNetwork", idx), ua.QualifiedName("AnalogNetwork", idx),
+                                   await type_node(server, "AnalogNetworkType"))
+    net_members = _members(net, ("Manufacturer", "Model", "SerialNumber", "HardwareRevision",
+                                       "SoftwareRevision", "DeviceRevision", "ProductCode", "Age", "Temperature",
+                                       "Task", "Layers"))
+    for name, value in nameplate.items():
+        node = net_members[name]
+        text = ua.LocalizedText(value) if name in ("Manufacturer", "Model") else value
+        await node.write_value(text)
+    await net_members["Task"].write_value(network.task)
+    layer_type = await type_node(server, "LayerType")
+    layers = []
+    offset_low, offset_high = (max(offset_range[0], -1e6), min(offset_range[1], 1e6))
+    for i, layer in enumerate(network.layers):
+        path = f"AnalogNetwork.Layers.Layer{i}"
+        obj = await net_members["Layers"].add_object(ua.NodeId(path, idx), ua.QualifiedName(f"Layer{i}", idx),
+                                                     layer_type)
+        members = _members(obj, LAYER_MEMBERS + ("Index", "Inputs", "Columns", "Sink"))
+        n_out, n_in = layer.weights.shape
+        for name, value, vtype in (("Index", i, ua.VariantType.UInt32), ("Inputs", n_in, ua.VariantType.UInt32),
+                                   ("Columns", n_out, ua.VariantType.UInt32)):
+            await members[name].write_value(ua.Variant(value, vtype))
+        unit = network.output_unit if i == len(network.layers) - 1 else ""
+        await members["Sink"].write_value(sinks[i])
+        gain_props = _members(members["Gain"], ("EURange",))
+        offset_props = _members(members["Offset"], ("EURange", "EngineeringUnits"))
+        await gain_props["EURange"].write_value(ua.Range(Low=gain_range[0], High=gain_range[1]))
+        await offset_props["EURange"].write_value(ua.Range(Low=offset_low, High=offset_high))
+        await offset_props["EngineeringUnits"].write_value(engineering_units(unit))
+        await members["Gain"].write_value(ua.Variant([1.0] * n_out, ua.VariantType.Double))
+        await members["Offset"].write_value(ua.Variant([0.0] * n_out, ua.VariantType.Double))
+        layers.append(LayerNodes(i, obj, members))
+    compensator = await objects.add_object(ua.NodeId("Compensator", idx), ua.QualifiedName("Compensator", idx),
+                                           await type_node(server, "CompensatorType"),
+                                           instantiate_optional=test_rig)
+    diagnostics = _members(compensator, DIAGNOSTICS)
+    methods = _members(compensator, OPERATIONS + (TEST_RIG_METHODS if test_rig else ()))
+    link = await objects.add_object(ua.NodeId("ControllerLink", idx), ua.QualifiedName("ControllerLink", idx),
+                                    await type_node(server, "ControllerLinkType"))
+    link_members = _members(link, LINK_MEMBERS)
+    return AddressSpace(idx=idx, network=net, network_members=net_members, layers=layers, compensator=compensator,
+                        diagnostics=diagnostics, methods=methods, link=link, link_members=link_members)
+
+
+def _value(value, vtype: ua.VariantType, now: datetime) -> ua.DataValue:
+    return ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=now, ServerTimestamp=now)
+
+
+async def publish(server: Server, space: AddressSpace, snapshot: Snapshot, stats: CycleStats | None = None,
+                  scan_period_ms: float | None = None) -> None:
+    """Write a scan's values to the nodes through ``server.write_attribute_value``."""
+    now = datetime.now(UTC)
+    write = server.iserver.aspace.write_attribute_value
+    value = ua.AttributeIds.Value
+    D = ua.VariantType.Double
+    await write(space.network_members["Age"].nodeid, value, _value(snapshot.age_s, D, now))
+    await write(space.network_members["Temperature"].nodeid, value, _value(snapshot.temperature_k, D, now))
+    for nodes, layer in zip(space.layers, snapshot.layers):
+        m = nodes.members
+        for name, item, vtype in (
+                ("Gain", layer.gain.tolist(), D), ("Offset", layer.offset.tolist(), D),
+                ("ColumnDistance", layer.column_distance.tolist(), D), ("LayerDistance", layer.layer_distance, D),
+                ("DetectorStatistic", layer.statistic, D), ("DetectorThreshold", layer.threshold, D),
+                ("DriftState", int(layer.state), ua.VariantType.Int32),
+                ("TransportCost", layer.transport_cost.tolist(), D),
+                ("SampleCount", layer.sample_count, ua.VariantType.UInt64),
+                ("GainTrendPerDecade", layer.gain_trend.tolist(), D)):
+            await write(m[name].nodeid, value, _value(item, vtype, now))
+        if layer.remaining_life_s is None:
+            life = ua.DataValue(ua.Variant(None, ua.VariantType.Null), SourceTimestamp=now, ServerTimestamp=now,
+                                StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))
+        else:
+            life = _value(layer.remaining_life_s, D, now)
+        await write(m["RemainingLife"].nodeid, value, life)
+    link = space.link_members
+    await write(link["CommitCounter"].nodeid, value, _value(snapshot.commit_counter, ua.VariantType.UInt32, now))
+    await write(link["Heartbeat"].nodeid, value, _value(snapshot.heartbeat, ua.VariantType.UInt32, now))
+    if stats is not None:
+        diag = space.diagnostics
+        for name, item in (("LastCycleTime", stats.last_ms), ("P99CycleTime", stats.p99_ms),
+                           ("MaxCycleTime", stats.max_ms), ("DeadlineLateness", stats.lateness_ms)):
+            await write(diag[name].nodeid, value, _value(float(item), D, now))
+        await write(diag["Overruns"].nodeid, value, _value(stats.overruns, ua.VariantType.UInt64, now))
+    if scan_period_ms is not None:
+        await write(space.diagnostics["ScanPeriod"].nodeid, value, _value(float(scan_period_ms), D, now))
+

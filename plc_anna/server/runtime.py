@@ -1,0 +1,250 @@
+"""One scan of a network and its compensator, and the commands between scans: what the server runs.
+
+:class:`Runtime` is synchronous and not thread-safe: the server's scan task
+calls :meth:`Runtime.step` and every command on one worker thread, so they
+never overlap. It knows nothing of OPC UA; each step returns a
+:class:`Snapshot`, plain arrays the server publishes.
+
+The process that drives a simulated network is sampled from the network
+file's own input data (``X``), ``samples_per_scan`` rows a scan; its age
+advances ``age_rate`` simulated seconds per second of wall time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from plc_anna.compensator import CompensatorConfig
+from plc_anna.device.base import AnalogNetwork
+from plc_anna.device.simulated import SimulatedNetwork
+from plc_anna.drift.states import DriftState, Event
+from plc_anna.loop import ScanLoop, apply_device_corrections
+
+#: The commit and heartbeat counters are PLC UDINTs: they wrap at 2**32.
+COUNTER_MODULUS = 2**32
+#: Age at which a freshly programmed simulated network starts (its t0 fingerprint a minute later).
+START_AGE_S = 60.0
+STATE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LayerSnapshot:
+    """What one layer's nodes show after a scan (arrays of length ``columns``)."""
+
+    index: int
+    state: DriftState
+    gain: np.ndarray
+    offset: np.ndarray
+    column_distance: np.ndarray
+    layer_distance: float
+    statistic: float
+    threshold: float
+    transport_cost: np.ndarray
+    sample_count: int
+    gain_trend: np.ndarray
+    """Gain change per decade of age per column; empty until the drift latent is ready."""
+    remaining_life_s: float | None
+    """Age at which a correction leaves the hardware range; None: not known yet; inf: not within 1000 years."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The result of one :meth:`Runtime.step`."""
+
+    scan: int
+    age_s: float
+    temperature_k: float
+    layers: tuple[LayerSnapshot, ...]
+    events: tuple[Event, ...]
+    commit_counter: int
+    heartbeat: int
+    read_s: float
+    """Time to read the network (a simulated inference here)."""
+    compute_s: float
+    """Time of the compensator update."""
+
+
+class Runtime:
+    """A network, its compensator and the process that drives it.
+
+    Parameters
+    ----------
+    net
+        The analog network (a :class:`~plc_anna.device.simulated.SimulatedNetwork` for now).
+    config
+        The compensator's settings.
+    samples_per_scan
+        Process samples per scan (at least 2).
+    age_rate
+        Simulated seconds of age per wall-clock second (0 stops the clock).
+    seed
+        Seed of the process sampling.
+    """
+
+    def __init__(self, net: AnalogNetwork, config: CompensatorConfig | None = None, samples_per_scan: int = 8,
+                 age_rate: float = 1.0, seed: int = 0) -> None:
+        if not 2 <= int(samples_per_scan) <= 4096:
+            raise ValueError(f"samples_per_scan must be within 2..4096, got {samples_per_scan}")
+        if not (math.isfinite(age_rate) and age_rate >= 0):
+            raise ValueError(f"age_rate must be a finite number >= 0, got {age_rate}")
+        if net.network.X is None or len(net.network.X) < 2:
+            raise ValueError(f"network {net.network.name!r} carries no input data (X) to drive the simulated process")
+        self.net = net
+        self.loop = ScanLoop(net, config)
+        self.samples_per_scan = int(samples_per_scan)
+        self.age_rate = float(age_rate)
+        self._rng = np.random.default_rng(seed)
+        self._process = np.asarray(net.network.X, dtype=float)
+        self.scan = 0
+        self.commit_counter = 0
+        self.heartbeat = 0
+        self._published: tuple[np.ndarray, np.ndarray] | None = None
+        self._last_wall: float | None = None
+        if isinstance(net, SimulatedNetwork) and net.age_s < START_AGE_S:
+            net.set_age(START_AGE_S)
+
+    @property
+    def compensator(self):
+        return self.loop.compensator
+
+    @property
+    def simulated(self) -> SimulatedNetwork:
+        """The simulated network, for the test-rig commands; ValueError for any other backend."""
+        if not isinstance(self.net, SimulatedNetwork):
+            raise ValueError("test-rig commands need the simulated network")
+        return self.net
+
+    # ------------------------------------------------------------------ scan
+    def step(self) -> Snapshot:
+        """Advance the clock, read one scan of the network, update the compensator."""
+        now = time.monotonic()
+        if self._last_wall is not None and self.age_rate > 0 and isinstance(self.net, SimulatedNetwork):
+            self.net.advance(min(self.age_rate * (now - self._last_wall), 1e9))
+        self._last_wall = now
+        X = self._process[self._rng.integers(0, len(self._process), self.samples_per_scan)]
+        start = time.perf_counter()
+        apply_device_corrections(self.net, self.loop.corrections())
+        traces = self.net.trace(X)
+        read_s = time.perf_counter() - start
+        start = time.perf_counter()
+        events = self.compensator.update([(t.inputs, t.outputs) for t in traces], age_s=self.net.age_s,
+                                         temperature_k=self.net.temperature_k)
+        compute_s = time.perf_counter() - start
+        self.scan += 1
+        return self._snapshot(tuple(events), read_s, compute_s)
+
+    def snapshot(self) -> Snapshot:
+        """The current values without a scan (after a command, or before the first scan)."""
+        return self._snapshot((), 0.0, 0.0)
+
+    def _snapshot(self, events: tuple[Event, ...], read_s: float, compute_s: float) -> Snapshot:
+        self.heartbeat = (self.heartbeat + 1) % COUNTER_MODULUS
+        plc_set = self.compensator.correction(len(self.compensator.layers) - 1)
+        if self._published is None or not all(np.array_equal(a, b) for a, b in zip(plc_set, self._published)):
+            if self._published is not None:
+                self.commit_counter = (self.commit_counter + 1) % COUNTER_MODULUS
+            self._published = plc_set
+        return Snapshot(scan=self.scan, age_s=self.net.age_s, temperature_k=self.net.temperature_k,
+                        layers=tuple(_layer_snapshot(layer, self.samples_per_scan)
+                                     for layer in self.compensator.layers),
+                        events=events, commit_counter=self.commit_counter, heartbeat=self.heartbeat,
+                        read_s=read_s, compute_s=compute_s)
+
+    # -------------------------------------------------------------- commands
+    def calibrate(self) -> None:
+        self.compensator.calibrate()
+
+    def commit(self) -> None:
+        self.compensator.commit()
+
+    def rollback(self) -> None:
+        self.compensator.rollback()
+
+    def reset_reference(self) -> None:
+        self.compensator.reset_reference()
+
+    def set_correction(self, layer: int, gain: np.ndarray, offset: np.ndarray) -> None:
+        """An engineer's correction for ``layer``, applied and committed now (ValueError: nothing changes)."""
+        self._layer(layer).set_correction(gain, offset)
+
+    def set_age(self, age_s: float) -> None:
+        self.simulated.set_age(_finite(age_s, "age"))
+
+    def set_temperature(self, temperature_k: float) -> None:
+        self.simulated.set_temperature(_finite(temperature_k, "temperature"))
+
+    def inject_fault(self, layer: int, gain: np.ndarray, offset: np.ndarray) -> None:
+        """Multiply ``layer``'s column gains by ``gain`` and add ``offset`` in the simulated device."""
+        n = self._layer(layer).n_out
+        gain, offset = np.asarray(gain, dtype=float), np.asarray(offset, dtype=float)
+        for name, values in (("gain", gain), ("offset", offset)):
+            if values.shape != (n,):
+                raise ValueError(f"layer {layer}: a fault {name} needs {n} values, got {values.size}")
+            if not np.all(np.isfinite(values)):
+                raise ValueError(f"layer {layer}: the fault {name} contains NaN or Inf")
+        self.simulated.inject_fault(layer, gain, offset)
+
+    def _layer(self, layer: int):
+        layers = self.compensator.layers
+        if not (isinstance(layer, (int, np.integer)) and 0 <= layer < len(layers)):
+            raise ValueError(f"no layer {layer!r}: the network has layers 0..{len(layers) - 1}")
+        return layers[int(layer)]
+
+    # ----------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        """What a restart needs: the compensator's state, the device's age and temperature, the counters."""
+        return {"format": STATE_FORMAT, "scan": self.scan, "commit_counter": self.commit_counter,
+                "age_s": self.net.age_s, "temperature_k": self.net.temperature_k,
+                "compensator": self.compensator.state_dict()}
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; ValueError (naming the problem) leaves everything as it was."""
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a saved server state of format {STATE_FORMAT}")
+        try:
+            scan, counter = int(data["scan"]), int(data["commit_counter"]) % COUNTER_MODULUS
+            age, temperature = _finite(data["age_s"], "age"), _finite(data["temperature_k"], "temperature")
+            saved = data["compensator"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"a saved server state lacks {exc}") from None
+        self.compensator.load_state_dict(saved)
+        if isinstance(self.net, SimulatedNetwork):
+            self.net.set_age(max(age, self.net.age_s))
+            if temperature != self.net.temperature_k:
+                self.net.set_temperature(temperature)
+        self.scan, self.commit_counter = scan, counter
+        self._published = self.compensator.correction(len(self.compensator.layers) - 1)
+
+
+def _finite(value: Any, what: str) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    return value
+
+
+def _layer_snapshot(layer, samples_per_scan: int) -> LayerSnapshot:
+    gain, offset = layer.correction()
+    last = layer.last_statistic
+    monitor = layer.monitor
+    n = layer.n_out
+    distances = np.full(n, math.nan) if last is None else np.asarray(last.distances, dtype=float)
+    pending = layer.pending
+    trend = np.asarray(layer.latent.rates[0], dtype=float) if layer.latent.ready else np.zeros(0)
+    life = layer.remaining_life
+    if life is not None:
+        life_s: float | None = float(life.age_s)
+    else:
+        life_s = math.inf if layer.trend_established else None
+    return LayerSnapshot(
+        index=layer.index, state=layer.state, gain=gain, offset=offset, column_distance=distances,
+        layer_distance=float(layer.distance),
+        statistic=math.nan if monitor is None else float(monitor.detector.cusum),
+        threshold=math.nan if monitor is None else float(monitor.detector.threshold),
+        transport_cost=np.zeros(n) if pending is None else np.asarray(pending.transport_cost, dtype=float),
+        sample_count=int(layer.scan) * samples_per_scan, gain_trend=trend, remaining_life_s=life_s)
