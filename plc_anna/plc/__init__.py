@@ -1,0 +1,1 @@
+"""Controller side: the PLC logic, transports (later), simulated PLC (later)."""
