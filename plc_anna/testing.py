@@ -129,15 +129,13 @@ class RunningRig:
 
     def __enter__(self) -> RunningRig:
         self._thread.start()
-        started: Any = asyncio.run_coroutine_threadsafe(self._serve_until_stopped(), self._loop)
-        self._done = started
-        ready = asyncio.run_coroutine_threadsafe(self._wait_ready(), self._loop)
+        self._done = asyncio.run_coroutine_threadsafe(self._serve_until_stopped(), self._loop)
         try:
-            ready.result(timeout=60)
+            asyncio.run_coroutine_threadsafe(self._wait_ready(), self._loop).result(timeout=60)
+            if self.rig is None:  # the start failed: raise its error here
+                self._done.result(timeout=0)
         except BaseException:
             self.__exit__(None, None, None)
-            if started.done() and started.exception() is not None:
-                raise started.exception() from None
             raise
         return self
 

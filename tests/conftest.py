@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest_plugins = ["plc_anna.testing"]
+
 from plc_anna.device.network import network_from_arrays
 
 

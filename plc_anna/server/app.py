@@ -80,7 +80,7 @@ class PlcAnnaServer:
         self._dirty = False
         self._last_save = self._last_history = -float("inf")
         self._last_overrun_alarm = -float("inf")
-        self._event_generators: list[Any] = []
+        self._drift_events: Any = None
         self._alarm_generator: Any = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -178,10 +178,12 @@ class PlcAnnaServer:
         ruleset.allow_write(period)
         guard.register(period.nodeid, double_check(5.0, 10000.0, "ScanPeriod (ms)"), self._set_scan_period)
         event_type = await type_node(server, "DriftEventType")
-        self._event_generators = [await server.get_event_generator(event_type, layer.object.nodeid)
-                                  for layer in space.layers]
-        self._alarm_generator = await server.get_event_generator(ua.ObjectIds.SystemEventType,
-                                                                 space.compensator.nodeid)
+        # asyncua delivers an event only to subscriptions on the node that emits it: emit from the Server
+        # object, where SCADA clients subscribe, and name the layer or compensator as the source.
+        self._drift_events = await server.get_event_generator(event_type, ua.ObjectIds.Server)
+        self._alarm_generator = await server.get_event_generator(ua.ObjectIds.SystemEventType, ua.ObjectIds.Server)
+        self._alarm_generator.event.SourceNode = space.compensator.nodeid
+        self._alarm_generator.event.SourceName = "Compensator"
         await space.link_members["Protocol"].write_value("none")
         await space.link_members["LastError"].write_value("no controller link configured")
         historized = {layer.members[name]: (f"Layer{layer.index}.{name}", _HISTORY_TYPES[name])
@@ -225,10 +227,12 @@ class PlcAnnaServer:
             logger.exception("could not write to the state store %s", self.store.path)
 
     async def _fire(self, event: Event) -> None:
-        generator = self._event_generators[event.layer]
+        generator = self._drift_events
+        generator.event.SourceNode = self.space.layers[event.layer].object.nodeid
+        generator.event.SourceName = f"Layer{event.layer}"
         generator.event.Layer = ua.Variant(event.layer, ua.VariantType.UInt32)
         generator.event.DriftState = ua.Variant(int(event.state), ua.VariantType.Int32)
-        generator.event.Kind = event.kind.value
+        generator.event.Kind = ua.Variant(event.kind.value, ua.VariantType.String)
         generator.event.Severity = event.severity
         await generator.trigger(message=f"Layer{event.layer} {event.kind.value}: {event.message}")
 

@@ -1,0 +1,323 @@
+"""The server end to end: real asyncua clients on loopback against a running PlcAnnaServer."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from asyncua import Client, ua
+from asyncua.crypto import cert_gen
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from plc_anna.compensator import CompensatorConfig
+from plc_anna.drift.states import DriftState
+from plc_anna.server.app import PlcAnnaServer
+from plc_anna.server.certificates import CERT_FILE
+from plc_anna.server.config import ServerConfig
+from plc_anna.server.passwords import hash_password
+from plc_anna.testing import RunningRig, free_port, rig
+
+FAST = CompensatorConfig(calibration_samples=1024, estimate_samples=512, holdout_samples=256)
+LAYER1 = "AnalogNetwork.Layers.Layer1"
+
+
+def run(scenario, timeout=90):
+    return asyncio.run(asyncio.wait_for(scenario(), timeout=timeout))
+
+
+async def wait_for(predicate, timeout=20.0, step=0.05):
+    """Poll an async predicate until it is true (the scan task runs beside the test)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if await predicate():
+            return True
+        await asyncio.sleep(step)
+    return False
+
+
+def test_browse_read_methods_and_rights(tmp_path):
+    async def scenario():
+        async with rig(tmp_path, compensator_config=FAST) as r:
+            async with r.client() as client:
+                idx = await client.get_namespace_index("urn:plc-anna:ua")
+                layers = await client.nodes.objects.get_child([f"{idx}:AnalogNetwork", f"{idx}:Layers"])
+                names = sorted([(await child.read_browse_name()).Name for child in await layers.get_children()])
+                assert names == ["Layer0", "Layer1"]
+                gain = client.get_node(r.nodeid(f"{LAYER1}.Gain"))
+                assert len(await gain.read_value()) == 10
+                eu_range = await client.get_node(r.nodeid(f"{LAYER1}.Gain.EURange")).read_value()
+                assert (eu_range.Low, eu_range.High) == (0.25, 4.0)
+                units = await client.get_node(r.nodeid(f"{LAYER1}.Offset.EngineeringUnits")).read_value()
+                assert isinstance(units, ua.EUInformation)
+                maker = await client.get_node(r.nodeid("AnalogNetwork.Manufacturer")).read_value()
+                assert "plc-anna" in maker.Text
+                columns = await client.get_node(r.nodeid(f"{LAYER1}.Columns")).read_value()
+                assert columns == 10
+                compensator = client.get_node(r.nodeid("Compensator"))
+                methods = {(await m.read_browse_name()).Name for m in await compensator.get_methods()}
+                assert {"Calibrate", "Commit", "Rollback", "ResetReference", "SetAge", "InjectFault"} <= methods
+                # the scan runs: the heartbeat moves, diagnostics are published
+                heartbeat = client.get_node(r.nodeid("ControllerLink.Heartbeat"))
+                first = await heartbeat.read_value()
+                assert await wait_for(lambda: _greater(heartbeat, first))
+                assert await client.get_node(r.nodeid("Compensator.P99CycleTime")).read_value() > 0
+                # an engineer may call the test-rig methods; a bad argument is refused
+                await compensator.call_method(r.nodeid("Compensator.SetAge"), 86400.0)
+                age = client.get_node(r.nodeid("AnalogNetwork.Age"))
+                assert await wait_for(lambda: _equal(age, 86400.0))
+                with pytest.raises(ua.uaerrors.BadOutOfRange):
+                    await compensator.call_method(r.nodeid("Compensator.SetAge"), math.nan)
+                with pytest.raises(ua.uaerrors.BadOutOfRange):
+                    await compensator.call_method(r.nodeid("Compensator.InjectFault"), ua.Variant(7, ua.VariantType.UInt32),
+                                                  [1.0] * 10, [0.0] * 10)
+                await compensator.call_method(r.nodeid("Compensator.Calibrate"))
+                state = client.get_node(r.nodeid(f"{LAYER1}.DriftState"))
+                assert await wait_for(lambda: _equal(state, int(DriftState.CALIBRATING)), timeout=5)
+            # an anonymous viewer reads but may not call nor write
+            async with r.client(user=None) as viewer:
+                gain = viewer.get_node(r.nodeid(f"{LAYER1}.Gain"))
+                before = await gain.read_value()
+                with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                    await viewer.get_node(r.nodeid("Compensator")).call_method(r.nodeid("Compensator.Rollback"))
+                with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                    await gain.write_value(ua.Variant([1.0] * 10, ua.VariantType.Double))
+                assert r.server.runtime.compensator.layers[1].correction()[0].tolist() == \
+                    pytest.approx(before, abs=0.05)  # unchanged by the refused write (the ramp may move it)
+    run(scenario)
+
+
+async def _greater(node, value):
+    return await node.read_value() > value
+
+
+async def _equal(node, value):
+    return await node.read_value() == value
+
+
+def test_client_writes_are_validated(tmp_path):
+    async def scenario():
+        async with rig(tmp_path, compensator_config=FAST) as r:
+            async with r.client() as client:
+                gain = client.get_node(r.nodeid(f"{LAYER1}.Gain"))
+                layer = r.server.runtime.compensator.layers[1]
+                bad = {
+                    "NaN": ua.Variant([math.nan] + [1.0] * 9, ua.VariantType.Double),
+                    "Inf": ua.Variant([math.inf] + [1.0] * 9, ua.VariantType.Double),
+                    "above EURange": ua.Variant([5.0] * 10, ua.VariantType.Double),
+                    "below EURange": ua.Variant([0.1] * 10, ua.VariantType.Double),
+                    "too short": ua.Variant([1.0] * 9, ua.VariantType.Double),
+                    "Float": ua.Variant([1.0] * 10, ua.VariantType.Float),
+                    "scalar": ua.Variant(1.0, ua.VariantType.Double),
+                }
+                for what, variant in bad.items():
+                    before = layer.correction()[0]
+                    with pytest.raises(ua.UaStatusCodeError) as refused:
+                        await gain.write_value(variant)
+                    assert refused.value.code in (ua.StatusCodes.BadOutOfRange, ua.StatusCodes.BadTypeMismatch), what
+                    assert np.array_equal(layer.last_good()[0], layer.last_good()[0])
+                    assert np.allclose(layer.correction()[0], before, atol=0.05), what
+                wanted = [1.1] * 10
+                await gain.write_value(ua.Variant(wanted, ua.VariantType.Double))
+                assert np.allclose(layer.correction()[0], wanted) and np.allclose(layer.last_good()[0], wanted)
+                assert await wait_for(lambda: _close(gain, wanted))
+                period = client.get_node(r.nodeid("Compensator.ScanPeriod"))
+                with pytest.raises(ua.uaerrors.BadOutOfRange):
+                    await period.write_value(ua.Variant(1.0, ua.VariantType.Double))
+                await period.write_value(ua.Variant(25.0, ua.VariantType.Double))
+                assert r.server.scan.period_s == 0.025
+    run(scenario)
+
+
+async def _close(node, values):
+    return np.allclose(await node.read_value(), values)
+
+
+def test_events_and_history(tmp_path):
+    async def scenario():
+        async with rig(tmp_path, compensator_config=FAST, history_period_s=0.05) as r:
+            received = []
+
+            class Handler:
+                def event_notification(self, event):
+                    received.append(event)
+
+            async with r.client() as client:
+                drift_event = await client.nodes.root.get_child(
+                    ["0:Types", "0:EventTypes", "0:BaseEventType", f"{r.idx}:DriftEventType"])
+                subscription = await client.create_subscription(20, Handler())
+                await subscription.subscribe_events(client.nodes.server, drift_event)
+                await client.get_node(r.nodeid("Compensator")).call_method(r.nodeid("Compensator.Calibrate"))
+                state = client.get_node(r.nodeid(f"{LAYER1}.DriftState"))
+                assert await wait_for(lambda: _any_kind(received, "calibrated", layer=1))
+                assert await wait_for(lambda: _equal(state, int(DriftState.NOMINAL)))
+                event = next(e for e in received if e.Kind == "calibrated")
+                assert event.Severity == 100 and "calibrated" in event.Message.Text
+                # a gross fault is a fault, not drift
+                await client.get_node(r.nodeid("Compensator")).call_method(
+                    r.nodeid("Compensator.InjectFault"), ua.Variant(1, ua.VariantType.UInt32), [0.3] * 10, [0.0] * 10)
+                assert await wait_for(lambda: _any_kind(received, "fault"))
+                assert next(e for e in received if e.Kind == "fault").Severity == 900
+                # history of the distance and the gains, read by a client
+                distance = client.get_node(r.nodeid(f"{LAYER1}.LayerDistance"))
+                assert await distance.read_attribute(ua.AttributeIds.Historizing)
+                assert await wait_for(lambda: _history_at_least(distance, 3))
+                gains = await client.get_node(r.nodeid(f"{LAYER1}.Gain")).read_raw_history()
+                assert gains and all(len(dv.Value.Value) == 10 for dv in gains)
+                await subscription.delete()
+    run(scenario)
+
+
+async def _any_kind(events, kind, layer=None):
+    return any(getattr(e, "Kind", None) == kind and layer in (None, e.Layer) for e in events)
+
+
+async def _history_at_least(node, n):
+    return len(await node.read_raw_history()) >= n
+
+
+def test_overruns_raise_an_alarm(tmp_path):
+    async def scenario():
+        async with rig(tmp_path, compensator_config=FAST, scan_ms=10) as r:
+            received = []
+
+            class Handler:
+                def event_notification(self, event):
+                    received.append(event)
+
+            async with r.client() as client:
+                subscription = await client.create_subscription(20, Handler())
+                await subscription.subscribe_events(client.nodes.server, ua.ObjectIds.SystemEventType)
+                work = r.server.scan.work
+
+                def slow():
+                    import time
+                    time.sleep(0.03)
+                    return work()
+
+                r.server.scan.work = slow
+                assert await wait_for(lambda: _any_message(received, "scan overrun"))
+                overruns = client.get_node(r.nodeid("Compensator.Overruns"))
+                assert await overruns.read_value() >= 1
+    run(scenario)
+
+
+async def _any_message(events, text):
+    return any(text in e.Message.Text for e in events)
+
+
+def test_a_restart_restores_the_state(tmp_path):
+    async def first():
+        async with rig(tmp_path, compensator_config=FAST) as r:
+            async with r.client() as client:
+                counter = client.get_node(r.nodeid("ControllerLink.CommitCounter"))
+                assert await wait_for(lambda: _greater(counter, 0))
+                await client.get_node(r.nodeid(f"{LAYER1}.Gain")).write_value(
+                    ua.Variant([1.2] * 10, ua.VariantType.Double))
+            await r.server.command(r.server.runtime.set_age, 3600.0)
+            return r.server.runtime.state_dict()
+
+    async def second():
+        async with rig(tmp_path, compensator_config=FAST) as r:
+            return r.server.restored_scan, r.server.runtime
+
+    saved = run(first)
+    restored_scan, runtime = run(second)
+    assert restored_scan is not None and restored_scan >= saved["scan"]
+    assert runtime.commit_counter == saved["commit_counter"]
+    assert runtime.net.age_s >= 3600.0
+    good = runtime.compensator.layers[1].last_good()[0]
+    assert np.allclose(good, 1.2)
+
+
+def test_a_store_of_another_network_stops_the_start_and_is_kept(tmp_path, linear_net):
+    async def first():
+        async with rig(tmp_path, compensator_config=FAST):
+            pass
+
+    async def second():
+        async with rig(tmp_path, network=linear_net, compensator_config=FAST):
+            pass
+
+    run(first)
+    store = tmp_path / "state.sqlite"
+    size = store.stat().st_size
+    with pytest.raises(ValueError, match="cannot take"):
+        run(second)
+    assert store.stat().st_size >= size
+
+
+def test_without_test_rig_mode_there_are_no_test_rig_methods(tmp_path):
+    config = ServerConfig(config_dir=tmp_path, endpoint=f"opc.tcp://127.0.0.1:{free_port()}/plc-anna",
+                          security={"policies": ["None"], "allow_anonymous": True})
+
+    async def scenario():
+        async with PlcAnnaServer(config, FAST), Client(config.endpoint, timeout=10) as client:
+            idx = await client.get_namespace_index("urn:plc-anna:ua")
+            compensator = client.get_node(ua.NodeId("Compensator", idx))
+            methods = {(await m.read_browse_name()).Name for m in await compensator.get_methods()}
+            assert methods == {"Calibrate", "Commit", "Rollback", "ResetReference"}
+    run(scenario)
+
+
+def test_sign_and_encrypt_with_users(tmp_path):
+    client_uri = "urn:plc-anna:test-client"
+    key = cert_gen.generate_private_key()
+    cert = cert_gen.generate_self_signed_app_certificate(
+        key, client_uri, {}, [x509.UniformResourceIdentifier(client_uri)], [ExtendedKeyUsageOID.CLIENT_AUTH], days=30)
+    server_dir = tmp_path / "server"
+    (server_dir / "trusted").mkdir(parents=True)
+    (server_dir / "trusted" / "client.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    cert_path, key_path = tmp_path / "client.der", tmp_path / "client.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    key_path.write_bytes(cert_gen.dump_private_key_as_pem(key))
+    users = [{"name": name, "password_hash": hash_password(f"{name}-pw", n=16, r=1, p=1), "role": role}
+             for name, role in (("vera", "viewer"), ("otto", "operator"))]
+    config = ServerConfig(config_dir=server_dir, endpoint=f"opc.tcp://127.0.0.1:{free_port()}/plc-anna",
+                          security={"policies": ["Basic256Sha256_SignAndEncrypt"], "users": users})
+
+    async def client_as(user):
+        client = Client(config.endpoint, timeout=10)
+        client.application_uri = client_uri
+        await client.set_security(SecurityPolicyBasic256Sha256, str(cert_path), str(key_path),
+                                  server_certificate=str(server_dir / CERT_FILE),
+                                  mode=ua.MessageSecurityMode.SignAndEncrypt)
+        client.set_user(user)
+        client.set_password(f"{user}-pw")
+        return client
+
+    async def scenario():
+        async with PlcAnnaServer(config, FAST) as server:
+            idx = server.space.idx
+            async with await client_as("vera") as client:
+                assert len(await client.get_node(ua.NodeId(f"{LAYER1}.Gain", idx)).read_value()) == 10
+                with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                    await client.get_node(ua.NodeId("Compensator", idx)).call_method(
+                        ua.NodeId("Compensator.Commit", idx))
+            async with await client_as("otto") as client:
+                await client.get_node(ua.NodeId("Compensator", idx)).call_method(ua.NodeId("Compensator.Commit", idx))
+                with pytest.raises(ua.uaerrors.BadUserAccessDenied):  # operators do not write configuration
+                    await client.get_node(ua.NodeId("Compensator.ScanPeriod", idx)).write_value(
+                        ua.Variant(20.0, ua.VariantType.Double))
+    run(scenario)
+
+
+def test_the_pytest_fixture_rig_runs_on_its_own_thread(plc_anna_rig):
+    async def read_columns(r):
+        async with r.client(user=None) as client:
+            return await client.get_node(r.nodeid(f"{LAYER1}.Columns")).read_value()
+
+    assert plc_anna_rig.endpoint.startswith("opc.tcp://127.0.0.1:")
+    assert plc_anna_rig.run(read_columns) == 10
+
+
+def test_the_running_rig_reports_a_failed_start(tmp_path):
+    (tmp_path / "state.sqlite").write_text("not a database")
+    with pytest.raises(ValueError), RunningRig(directory=Path(tmp_path)):
+        pass
