@@ -134,6 +134,105 @@ def demo(nets: tuple[str, ...], device: str, seed: int, scans: int) -> None:
                   "(simulated network; the OPC UA server and PLC link join this demo as they land).")
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="Server configuration (TOML); see docs/server-config.md.")
+@click.option("--config-dir", type=click.Path(file_okay=False),
+              help="Directory of the server's own files when no --config is given [default: ./plc-anna-server].")
+@click.option("--endpoint", help="URL to listen on, e.g. opc.tcp://127.0.0.1:4840/plc-anna.")
+@click.option("--scan-ms", type=click.IntRange(5, 10000), help="Scan period in milliseconds.")
+@click.option("--test-rig", is_flag=True, default=None, help="Offer the test-rig methods (engineers only).")
+def serve(config_path, config_dir, endpoint, scan_ms, test_rig) -> None:
+    """Run the OPC UA server: the network, its compensator and their history, until Ctrl-C."""
+    import asyncio
+
+    from plc_anna.server.app import PlcAnnaServer
+    from plc_anna.server.config import ServerConfig, load_server_config
+
+    overrides = {k: v for k, v in (("endpoint", endpoint), ("scan_ms", scan_ms), ("test_rig", test_rig)) if v}
+    try:
+        if config_path:
+            config = load_server_config(config_path)
+            if config_dir:
+                overrides["config_dir"] = config_dir
+        else:
+            config = ServerConfig(config_dir=config_dir or "plc-anna-server")
+        config = config.replace(**overrides)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    console = Console()
+    security = config.security
+    if not security.users and not security.allow_anonymous:
+        console.print("[yellow]no users and no anonymous access are configured: nobody can log in. "
+                      "Add [[security.users]] (see plc-anna hash-password) to the configuration.[/]")
+
+    async def run() -> None:
+        async with PlcAnnaServer(config) as server:
+            console.print(f"serving {config.network} on {config.endpoint} ({', '.join(security.policies)}), "
+                          f"scan {config.scan_ms} ms, state in {config.state_store}"
+                          + (f", restored from scan {server.restored_scan}" if server.restored_scan else ""))
+            console.print(f"server certificate: {config.config_dir}; trusted clients: {security.trust_dir}")
+            await server.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    console.print("stopped; state saved")
+
+
+@main.command()
+@click.argument("endpoint")
+@click.option("--user", help="User name (prompted for the password); anonymous without.")
+@click.option("--password", help="Password (prompted, hidden, when --user is given without it).")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate for SignAndEncrypt.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="The client certificate's private key.")
+@click.option("--server-cert", type=click.Path(exists=True, dir_okay=False), help="The server's certificate.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 3600), help="Refresh (s).")
+@click.option("--once", is_flag=True, help="Print one table and exit.")
+def status(endpoint, user, password, cert, key, server_cert, interval, once) -> None:
+    """Show a running server's network, layers and scan diagnostics, refreshed live (Ctrl-C ends)."""
+    import asyncio
+
+    from plc_anna.server.status import connect, read_status
+
+    if user and password is None:
+        password = click.prompt(f"password of {user}", hide_input=True)
+    console = Console()
+
+    async def run() -> None:
+        async with connect(endpoint, user, password, cert, key, server_cert) as client:
+            if once:
+                console.print(_status_table(endpoint, await read_status(client)))
+                return
+            with Live(_status_table(endpoint, await read_status(client)), console=console) as live:
+                while True:
+                    await asyncio.sleep(interval)
+                    live.update(_status_table(endpoint, await read_status(client)))
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except (ConnectionError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _status_table(endpoint: str, status: dict) -> Table:
+    diag = status["diagnostics"]
+    table = Table(title=f"{endpoint}: age {format_age(status['age_s'])}, {status['temperature_k']:.1f} K",
+                  caption=f"scan {diag['ScanPeriod']:g} ms: last {diag['LastCycleTime']:.2f} ms, p99 "
+                          f"{diag['P99CycleTime']:.2f} ms, max {diag['MaxCycleTime']:.2f} ms, "
+                          f"{diag['Overruns']:.0f} overruns")
+    for column in ("layer", "state", "distance", "CUSUM / threshold", "gain min..max", "columns", "samples"):
+        table.add_column(column, justify="left" if column in ("layer", "state") else "right")
+    for row in status["layers"]:
+        table.add_row(row["layer"], row["state"], f"{row['distance']:.3g}",
+                      f"{row['statistic']:.3g} / {row['threshold']:.3g}",
+                      f"{row['gain_min']:.4f}..{row['gain_max']:.4f}", str(row["columns"]), str(row["samples"]))
+    return table
+
+
 @main.command("hash-password")
 @click.password_option("--password", help="The password (prompted twice, hidden, when not given).")
 def hash_password(password: str) -> None:

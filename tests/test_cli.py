@@ -96,3 +96,46 @@ def test_hash_password_prompts_and_prints_a_verifiable_hash(runner):
     assert verify_password("s3cret", stored) and "s3cret" not in stored
     mismatch = runner.invoke(main, ["hash-password"], input="a\nb\na\na\n")
     assert "do not match" in mismatch.output.lower() or mismatch.exit_code != 0
+
+
+def test_serve_runs_until_sigterm_and_saves_the_state(tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    from plc_anna.testing import free_port
+
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/plc-anna"
+    (tmp_path / "plc-anna.toml").write_text(
+        f'config_dir = "."\nendpoint = "{endpoint}"\n[security]\npolicies = ["None"]\nallow_anonymous = true\n')
+    process = subprocess.Popen([shutil.which("plc-anna"), "serve", "--config", str(tmp_path / "plc-anna.toml"),
+                                "--scan-ms", "20"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = subprocess.run([shutil.which("plc-anna"), "status", endpoint, "--once"], capture_output=True,
+                                    text=True)
+            if status.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert status.returncode == 0, status.stderr
+        assert "Layer0" in status.stdout and "Layer1" in status.stdout and "overruns" in status.stdout
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "stopped; state saved" in output
+    with sqlite3.connect(tmp_path / "state.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM state").fetchone()[0] >= 1
+
+
+def test_serve_and_status_errors(runner, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('config_dir = "."\nscan_ms = 1\n')
+    result = runner.invoke(main, ["serve", "--config", str(bad)])
+    assert result.exit_code == 1 and "scan_ms" in result.output and str(bad) in result.output
+    from plc_anna.testing import free_port
+
+    result = runner.invoke(main, ["status", f"opc.tcp://127.0.0.1:{free_port()}", "--once"])
+    assert result.exit_code == 1 and "cannot reach" in result.output

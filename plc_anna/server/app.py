@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -129,8 +130,24 @@ class PlcAnnaServer:
             self.store.close()
 
     async def serve_forever(self) -> None:
-        """Run until cancelled (Ctrl-C in ``plc-anna serve``)."""
-        await asyncio.Event().wait()
+        """Serve until SIGINT or SIGTERM (Ctrl-C, a service manager's stop) or cancellation, then return.
+
+        Returning lets the caller's ``async with`` stop the scan and save the state.
+        """
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+                pass
+        try:
+            await stop.wait()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
 
     def _restore(self) -> None:
         entry = self.store.load_state_entry()
