@@ -139,3 +139,42 @@ def test_serve_and_status_errors(runner, tmp_path):
 
     result = runner.invoke(main, ["status", f"opc.tcp://127.0.0.1:{free_port()}", "--once"])
     assert result.exit_code == 1 and "cannot reach" in result.output
+
+
+def test_a_killed_server_restarts_from_its_last_saved_state(tmp_path):
+    """kill -9 while scanning: the store stays readable and the next start restores from it."""
+    import asyncio
+    import signal
+    import sqlite3
+    import time
+
+    from plc_anna.server.store import StateStore
+    from plc_anna.testing import free_port, rig
+
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/plc-anna"
+    (tmp_path / "plc-anna.toml").write_text(
+        f'config_dir = "."\nendpoint = "{endpoint}"\nsamples_per_scan = 256\nhistory_period_s = 0.05\n'
+        '[security]\npolicies = ["None"]\nallow_anonymous = true\n')
+    process = subprocess.Popen([shutil.which("plc-anna"), "serve", "--config", str(tmp_path / "plc-anna.toml"),
+                                "--scan-ms", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, saved = time.monotonic() + 60, 0
+        while time.monotonic() < deadline and saved < 2:  # the first save is the calibration's events
+            time.sleep(0.3)
+            if (tmp_path / "state.sqlite").exists():
+                with sqlite3.connect(tmp_path / "state.sqlite") as db:
+                    saved = db.execute("SELECT COUNT(*) FROM state").fetchone()[0]
+        assert saved >= 2
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    with StateStore(tmp_path / "state.sqlite") as store:
+        entry = store.load_state_entry()
+        assert entry is not None and entry.scan > 0
+        assert store.read_history("Layer1.Gain")
+
+    async def restart():
+        async with rig(tmp_path) as r:
+            return r.server.restored_scan
+
+    assert asyncio.run(asyncio.wait_for(restart(), 60)) == entry.scan

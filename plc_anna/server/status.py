@@ -7,8 +7,8 @@ Works against any server that instantiates the model (it browses the
 from __future__ import annotations
 
 import math
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from asyncua import Client, ua
