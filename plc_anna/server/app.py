@@ -202,6 +202,8 @@ class PlcAnnaServer:
         self._alarm_generator.event.SourceNode = space.compensator.nodeid
         self._alarm_generator.event.SourceName = "Compensator"
         await space.link_members["Protocol"].write_value("none")
+        await space.link_members["Endpoint"].write_value("")
+        await space.link_members["Connected"].write_value(False)
         await space.link_members["LastError"].write_value("no controller link configured")
         historized = {layer.members[name]: (f"Layer{layer.index}.{name}", _HISTORY_TYPES[name])
                       for layer in space.layers for name in HISTORIZED}
