@@ -163,5 +163,10 @@ class ScanTask(Generic[T]):
                 deadline += self._period_s * math.ceil((now - deadline) / self._period_s)
             self.stats.record(cycle, lateness, overran)
             if overran and self.on_overrun is not None:
-                await self.on_overrun(self.stats.overruns)
+                try:
+                    await self.on_overrun(self.stats.overruns)
+                except Exception as exc:  # a failing alarm must not stop the scan either
+                    self.failures += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    logger.exception("the overrun alarm failed")
             await asyncio.sleep(deadline - loop.time())
