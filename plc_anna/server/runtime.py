@@ -21,7 +21,7 @@ import numpy as np
 
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.base import AnalogNetwork
-from plc_anna.device.simulated import SimulatedNetwork
+from plc_anna.device.simulated import HORIZON_S, SimulatedNetwork
 from plc_anna.drift.states import DriftState, Event
 from plc_anna.loop import ScanLoop, apply_device_corrections
 
@@ -140,10 +140,11 @@ class Runtime:
 
     def snapshot(self) -> Snapshot:
         """The current values without a scan (after a command, or before the first scan)."""
-        return self._snapshot((), 0.0, 0.0)
+        return self._snapshot((), 0.0, 0.0, beat=False)
 
-    def _snapshot(self, events: tuple[Event, ...], read_s: float, compute_s: float) -> Snapshot:
-        self.heartbeat = (self.heartbeat + 1) % COUNTER_MODULUS
+    def _snapshot(self, events: tuple[Event, ...], read_s: float, compute_s: float, beat: bool = True) -> Snapshot:
+        if beat:  # the heartbeat counts scans
+            self.heartbeat = (self.heartbeat + 1) % COUNTER_MODULUS
         plc_set = self.compensator.correction(len(self.compensator.layers) - 1)
         if self._published is None or not all(np.array_equal(a, b) for a, b in zip(plc_set, self._published)):
             if self._published is not None:
@@ -212,6 +213,11 @@ class Runtime:
             saved = data["compensator"]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"a saved server state lacks {exc}") from None
+        if isinstance(self.net, SimulatedNetwork):  # check what the device takes before anything changes
+            if not 0.0 <= age <= HORIZON_S:
+                raise ValueError(f"a saved age of {age} s is outside 0..{HORIZON_S:.4g} s")
+            if not 1.0 <= temperature <= 1000.0:
+                raise ValueError(f"a saved temperature of {temperature} K is outside 1..1000 K")
         self.compensator.load_state_dict(saved)
         if isinstance(self.net, SimulatedNetwork):
             self.net.set_age(max(age, self.net.age_s))

@@ -112,7 +112,7 @@ class ScanTask(Generic[T]):
     @period_s.setter
     def period_s(self, value: float) -> None:
         low, high = PERIOD_RANGE_S
-        if not (isinstance(value, (int, float)) and low <= value <= high):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and low <= value <= high):
             raise ValueError(f"scan period must be within {low * 1e3:g}..{high * 1e3:g} ms, got {value!r} s")
         self._period_s = float(value)
 

@@ -180,9 +180,6 @@ def test_a_state_of_another_network_is_rejected_and_changes_nothing(linear_net, 
     assert (rt.commit_counter, rt.scan, rt.net.age_s, rt.net.temperature_k) == before[1:]
 
 
-@pytest.mark.xfail(strict=True, reason="Runtime.load_state_dict loads the compensator before the device accepts "
-                                       "the saved age and temperature: a ValueError from set_age/set_temperature "
-                                       "leaves the new corrections loaded")
 @pytest.mark.parametrize("key,value", [("temperature_k", 5000.0), ("age_s", 1e12)])
 def test_a_state_the_device_rejects_changes_nothing(linear_net, key, value):
     source, _ = calibrated_with_fault(linear_net)
