@@ -409,3 +409,43 @@ def bench_detect(scans, samples_per_scan, seed, quick, json_path, plot_path) -> 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+@bench.command("cycle")
+@click.option("--columns", default="64,256,1024", show_default=True, help="Comma-separated column counts.")
+@click.option("--scan-ms", type=click.IntRange(5, 10000),
+              help="Scan period for every run [default: 10 ms up to 256 columns, 100 ms above].")
+@click.option("--cycles", default=10000, show_default=True, type=click.IntRange(min=10), help="Cycles per run.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+def bench_cycle(columns, scan_ms, cycles, json_path) -> None:
+    """Time the server's scan cycle, next to a bare asyncua server writing the same arrays."""
+    from plc_anna.bench.cycle import run_cycle_bench
+
+    try:
+        counts = [int(c) for c in columns.split(",") if c.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{columns!r} is not a comma-separated list of integers",
+                                 param_hint="--columns") from None
+    console = Console()
+    start = time.monotonic()
+    try:
+        report = run_cycle_bench(counts, scan_ms=scan_ms, cycles=cycles, on_progress=console.print)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    table = Table(title="scan cycle (ms)")
+    for name in ("columns", "scan", "cycles", "compute p50/p99/max", "lateness p50/p99/max", "overruns",
+                 "update p50/p99", "bare asyncua p50/p99"):
+        table.add_column(name, justify="right")
+    for run in report["runs"]:
+        c, la, u, b = run["compute_ms"], run["lateness_ms"], run["server_update_ms"], run["bare_asyncua_update_ms"]
+        table.add_row(str(run["columns"]), f"{run['scan_ms']:g}", str(run["cycles"]),
+                      f"{c['p50']:.2f}/{c['p99']:.2f}/{c['max']:.1f}", f"{la['p50']:.2f}/{la['p99']:.2f}/{la['max']:.1f}",
+                      str(run["overruns"]), f"{u['p50']:.2f}/{u['p99']:.2f}", f"{b['p50']:.2f}/{b['p99']:.2f}")
+    console.print(table)
+    for target in report["targets"]:
+        verdict = {True: "met", False: "NOT met", None: f"not measured ({target.get('why', '')})"}[target["met"]]
+        console.print(f"target {target['target']}: {verdict}")
+    if json_path:
+        write_json(json_path, report)
+        console.print(f"report written to {json_path}")
+    console.print(f"took {time.monotonic() - start:.0f} s")

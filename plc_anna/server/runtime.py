@@ -241,7 +241,9 @@ def _layer_snapshot(layer, samples_per_scan: int) -> LayerSnapshot:
     n = layer.n_out
     distances = np.full(n, math.nan) if last is None else np.asarray(last.distances, dtype=float)
     pending = layer.pending
-    trend = np.asarray(layer.latent.rates[0], dtype=float) if layer.latent.ready else np.zeros(0)
+    # The compensator fits the latent once its trend is established; reading the rates earlier would
+    # run that fit here, inside the scan.
+    trend = np.asarray(layer.latent.rates[0], dtype=float) if layer.trend_established else np.zeros(0)
     life = layer.remaining_life
     if life is not None:
         life_s: float | None = float(life.age_s)

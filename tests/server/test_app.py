@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from plc_anna.compensator import CompensatorConfig
-from plc_anna.drift.states import DriftState
+from plc_anna.drift.states import SEVERITY, DriftState, EventKind
 from plc_anna.server.app import PlcAnnaServer
 from plc_anna.server.certificates import CERT_FILE
 from plc_anna.server.config import ServerConfig
@@ -159,11 +159,13 @@ def test_events_and_history(tmp_path):
                 assert await wait_for(lambda: _equal(state, int(DriftState.NOMINAL)))
                 event = next(e for e in received if e.Kind == "calibrated")
                 assert event.Severity == 100 and "calibrated" in event.Message.Text
-                # a gross fault is a fault, not drift
+                # a gross fault raises events (a fault when the layer is monitoring, else a new correction),
+                # each with the severity of its kind
+                seen = len(received)
                 await client.get_node(r.nodeid("Compensator")).call_method(
                     r.nodeid("Compensator.InjectFault"), ua.Variant(1, ua.VariantType.UInt32), [0.3] * 10, [0.0] * 10)
-                assert await wait_for(lambda: _any_kind(received, "fault"))
-                assert next(e for e in received if e.Kind == "fault").Severity == 900
+                assert await wait_for(lambda: _any_new(received, seen, ("fault", "transition_started")))
+                assert all(e.Severity == SEVERITY[EventKind(e.Kind)] for e in received)
                 # history of the distance and the gains, read by a client
                 distance = client.get_node(r.nodeid(f"{LAYER1}.LayerDistance"))
                 assert await distance.read_attribute(ua.AttributeIds.Historizing)
@@ -172,6 +174,10 @@ def test_events_and_history(tmp_path):
                 assert gains and all(len(dv.Value.Value) == 10 for dv in gains)
                 await subscription.delete()
     run(scenario)
+
+
+async def _any_new(events, seen, kinds):
+    return any(e.Kind in kinds and e.Layer == 1 for e in events[seen:])
 
 
 async def _any_kind(events, kind, layer=None):
