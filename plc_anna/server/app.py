@@ -181,7 +181,7 @@ class PlcAnnaServer:
             server.link_method(node, handler)
             ruleset.allow_call(node, "call_test_rig" if name in ua_nodes.TEST_RIG_METHODS else "call_operation")
         guard = WriteGuard(server)
-        offset_low, offset_high = (max(ramp.offset_range[0], -1e6), min(ramp.offset_range[1], 1e6))
+        offset_low, offset_high = ua_nodes.offset_eu_range(ramp.offset_range)
         for layer in space.layers:
             n = self.runtime.compensator.layers[layer.index].n_out
             for name, (low, high) in (("Gain", ramp.gain_range), ("Offset", (offset_low, offset_high))):

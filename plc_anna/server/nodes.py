@@ -38,6 +38,15 @@ TEST_RIG_METHODS = ("SetAge", "SetTemperature", "InjectFault")
 LINK_MEMBERS = ("Protocol", "Endpoint", "Connected", "CommitCounter", "Heartbeat", "LastError")
 
 
+#: The model's placeholder EURange of Offset: the bound of an unbounded offset range.
+OFFSET_LIMIT = 1e6
+
+
+def offset_eu_range(offset_range: tuple[float, float]) -> tuple[float, float]:
+    """The EURange published (and enforced on writes) for Offset: the correction range within ±OFFSET_LIMIT."""
+    return max(offset_range[0], -OFFSET_LIMIT), min(offset_range[1], OFFSET_LIMIT)
+
+
 def engineering_units(unit: str) -> ua.EUInformation:
     """The OPC UA EUInformation of a unit string of a network file (UNECE code; UnitId -1 if unknown)."""
     code, symbol = UNITS.get(unit, (None, unit))
@@ -118,7 +127,7 @@ async def build_address_space(server: Server, idx: int, network: Network, sinks:
     await net_members["Task"].write_value(network.task)
     layer_type = await type_node(server, "LayerType")
     layers = []
-    offset_low, offset_high = (max(offset_range[0], -1e6), min(offset_range[1], 1e6))
+    offset_low, offset_high = offset_eu_range(offset_range)
     for i, layer in enumerate(network.layers):
         path = f"AnalogNetwork.Layers.Layer{i}"
         obj = await net_members["Layers"].add_object(ua.NodeId(path, idx), ua.QualifiedName(f"Layer{i}", idx),

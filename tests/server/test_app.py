@@ -27,6 +27,13 @@ FAST = CompensatorConfig(calibration_samples=1024, estimate_samples=512, holdout
 LAYER1 = "AnalogNetwork.Layers.Layer1"
 
 
+class EventRecorder(list):
+    """A subscription handler that keeps every event it is notified of."""
+
+    def event_notification(self, event):
+        self.append(event)
+
+
 def run(scenario, timeout=90):
     return asyncio.run(asyncio.wait_for(scenario(), timeout=timeout))
 
@@ -142,16 +149,12 @@ async def _close(node, values):
 def test_events_and_history(tmp_path):
     async def scenario():
         async with rig(tmp_path, compensator_config=FAST, history_period_s=0.05) as r:
-            received = []
-
-            class Handler:
-                def event_notification(self, event):
-                    received.append(event)
+            received = EventRecorder()
 
             async with r.client() as client:
                 drift_event = await client.nodes.root.get_child(
                     ["0:Types", "0:EventTypes", "0:BaseEventType", f"{r.idx}:DriftEventType"])
-                subscription = await client.create_subscription(20, Handler())
+                subscription = await client.create_subscription(20, received)
                 await subscription.subscribe_events(client.nodes.server, drift_event)
                 await client.get_node(r.nodeid("Compensator")).call_method(r.nodeid("Compensator.Calibrate"))
                 state = client.get_node(r.nodeid(f"{LAYER1}.DriftState"))
@@ -191,14 +194,10 @@ async def _history_at_least(node, n):
 def test_overruns_raise_an_alarm(tmp_path):
     async def scenario():
         async with rig(tmp_path, compensator_config=FAST, scan_ms=10) as r:
-            received = []
-
-            class Handler:
-                def event_notification(self, event):
-                    received.append(event)
+            received = EventRecorder()
 
             async with r.client() as client:
-                subscription = await client.create_subscription(20, Handler())
+                subscription = await client.create_subscription(20, received)
                 await subscription.subscribe_events(client.nodes.server, ua.ObjectIds.SystemEventType)
                 work = r.server.scan.work
 
