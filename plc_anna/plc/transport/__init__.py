@@ -1,0 +1,46 @@
+"""PLC transports: one interface, one backend per protocol.
+
+Backends are registered by name in :data:`TRANSPORTS` and imported lazily, so
+a Modbus link never imports asyncua and the other way round. The base class
+:class:`~plc_anna.plc.transport.base.Transport` owns the public methods and
+their validation; a backend fills the ``_hook`` methods.
+
+Examples
+--------
+>>> from plc_anna.plc.tagmap import PlcSettings
+>>> open_transport(PlcSettings(protocol="profinet", endpoint="x://plc"))
+Traceback (most recent call last):
+...
+ValueError: unknown PLC protocol 'profinet'; valid protocols: opcua, modbus
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from plc_anna.plc.tagmap import PlcSettings
+from plc_anna.plc.transport.base import (AuthenticationFailed, CertificateRejected, LinkError, TagError, TagInfo,
+                                         Transport, Unreachable, WriteRefused)
+
+#: protocol name -> (module, class)
+TRANSPORTS: dict[str, tuple[str, str]] = {
+    "opcua": ("plc_anna.plc.transport.opcua", "OpcUaTransport"),
+    "modbus": ("plc_anna.plc.transport.modbus", "ModbusTransport"),
+}
+
+
+def transport_class(protocol: str) -> type[Transport]:
+    """Import and return the transport registered as ``protocol``."""
+    if protocol not in TRANSPORTS:
+        raise ValueError(f"unknown PLC protocol {protocol!r}; valid protocols: {', '.join(TRANSPORTS)}")
+    module_name, class_name = TRANSPORTS[protocol]
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def open_transport(settings: PlcSettings) -> Transport:
+    """A (not yet connected) transport for ``settings.protocol``."""
+    return transport_class(settings.protocol)(settings)
+
+
+__all__ = ["TRANSPORTS", "AuthenticationFailed", "CertificateRejected", "LinkError", "TagError", "TagInfo",
+           "Transport", "Unreachable", "WriteRefused", "open_transport", "transport_class"]
