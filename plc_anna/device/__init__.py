@@ -12,7 +12,7 @@ Examples
 >>> open_network("nonsense")
 Traceback (most recent call last):
 ...
-ValueError: unknown device backend 'nonsense'; valid backends: simulated
+ValueError: unknown device backend 'nonsense'; valid backends: simulated, plc
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from typing import Any
 
 from plc_anna.device.base import AnalogNetwork, LayerTrace
 
-#: name -> (module, class); the PLC-observed backend for physical networks joins here.
+#: name -> (module, class)
 BACKENDS: dict[str, tuple[str, str]] = {
     "simulated": ("plc_anna.device.simulated", "SimulatedNetwork"),
+    "plc": ("plc_anna.device.plc_observed", "PlcObservedNetwork"),
 }
 
 

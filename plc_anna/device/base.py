@@ -63,6 +63,9 @@ class AnalogNetwork(ABC):
         its correction is written to the PLC's gain/offset tags.
     """
 
+    #: True for a backend whose inputs the plant chooses (no inference on chosen inputs).
+    observes_process = False
+
     def __init__(self, network: Network, sinks: Sequence[str] | None = None) -> None:
         self.network = network
         n = len(network.layers)
@@ -106,6 +109,15 @@ class AnalogNetwork(ABC):
                 y = self._gain[index] * y + self._offset[index]
             a = activate(y, layer.activation)
         return traces
+
+    def scan_samples(self, n: int, rng: np.random.Generator) -> list[LayerTrace] | None:
+        """One scan of process data: ``n`` rows of the network file's inputs (``X``), drawn with ``rng``,
+        through :meth:`trace`. A backend that observes a live process returns what it gathered instead
+        (None: not enough yet)."""
+        X = self.network.X
+        if X is None or len(X) < 2:
+            raise ValueError(f"network {self.network.name!r} carries no input data (X) to drive the simulated process")
+        return self.trace(np.asarray(X, dtype=float)[rng.integers(0, len(X), n)])
 
     def read_layer(self, layer: int, inputs: np.ndarray) -> np.ndarray:
         """Raw analog outputs of ``layer`` alone for its own ``inputs`` (n, n_in).

@@ -222,6 +222,10 @@ class LinkSettings:
     """A new set is written only when a gain or offset moved more than this since the last written set."""
     min_commit_interval_s: float = 0.1
     """Rate limit: at most one new set per this many seconds."""
+    max_gain_step: float = 0.02
+    """Slew limit: a new set moves each gain at most this far from the last-good set."""
+    max_offset_step: float = math.inf
+    """Slew limit of the offsets, in output units (inf: none beyond the PLC's own)."""
     verify: bool = True
     """Read the written set back and compare it with what was sent."""
     commit_timeout_s: float = 1.0
@@ -285,8 +289,13 @@ def parse_tag_map(data: dict[str, Any], source: str = "tag map") -> TagMap:
         raise ValueError(f"{source}: the [plc] table is missing")
     plc = _plc(_table(data, "plc", source), source)
     link = _dataclass(LinkSettings, _table(data, "link", source), source, "link")
-    if not 0 < link.reconnect_min_s <= link.reconnect_max_s:
-        raise ValueError(f"{source}: link needs 0 < reconnect_min_s <= reconnect_max_s")
+    if not 0 < link.reconnect_min_s <= link.reconnect_max_s < math.inf:
+        raise ValueError(f"{source}: link needs 0 < reconnect_min_s <= reconnect_max_s (finite)")
+    if not (link.max_gain_step > 0 and link.max_offset_step > 0 and link.commit_timeout_s > 0):
+        raise ValueError(f"{source}: link.max_gain_step, max_offset_step and commit_timeout_s must be > 0")
+    for name in ("deadband", "min_commit_interval_s", "commit_timeout_s", "max_gain_step"):
+        if not math.isfinite(getattr(link, name)):
+            raise ValueError(f"{source}: link.{name} must be finite")
     layers_data = data.get("layer", [])
     if not isinstance(layers_data, list) or not layers_data:
         raise ValueError(f"{source}: map at least one [[layer]]")
@@ -466,8 +475,7 @@ def _dataclass(cls, table: dict[str, Any], source: str, where: str):
         elif f.type == "int":
             ok = isinstance(value, int) and not isinstance(value, bool)
         else:
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                  and value >= 0)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
         if not ok:
             raise ValueError(f"{source}: {where}.{f.name} must be {_type_words(f.type)}, got {value!r}")
         values[f.name] = float(value) if f.type == "float" else value
@@ -476,7 +484,7 @@ def _dataclass(cls, table: dict[str, Any], source: str, where: str):
 
 def _type_words(type_name: str) -> str:
     return {"str": "a string", "str | None": "a string", "bool": "true or false", "int": "an integer",
-            "float": "a finite number >= 0"}.get(type_name, type_name)
+            "float": "a number >= 0"}.get(type_name, type_name)
 
 
 def tag_map_to_toml(tag_map: TagMap) -> str:

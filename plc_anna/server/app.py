@@ -29,12 +29,14 @@ from asyncua import Server, ua
 
 import plc_anna
 from plc_anna.compensator import CompensatorConfig
+from plc_anna.device import AnalogNetwork, open_network
 from plc_anna.device.network import Network, load_network
 from plc_anna.device.params import load_device_params
-from plc_anna.device.simulated import SimulatedNetwork
+from plc_anna.plc.tagmap import load_tag_map
 from plc_anna.drift.states import Event
 from plc_anna.server import nodes as ua_nodes
 from plc_anna.server.config import ServerConfig
+from plc_anna.server.controller import ControllerService
 from plc_anna.server.history import enable_history
 from plc_anna.server.model import load_model, type_node
 from plc_anna.server.runtime import Runtime, Snapshot
@@ -76,6 +78,7 @@ class PlcAnnaServer:
         self.space: ua_nodes.AddressSpace | None = None
         self.scan: ScanTask | None = None
         self.store: StateStore | None = None
+        self.controller: ControllerService | None = None
         self.restored_scan: int | None = None
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plc-anna-store")
         self._dirty = False
@@ -96,20 +99,27 @@ class PlcAnnaServer:
         """Restore, start serving, start scanning. ValueError for a store or network that does not fit."""
         config = self.config
         network = self._network or load_network(config.network)
-        device = load_device_params(config.device)
-        net = SimulatedNetwork(network, device, seed=config.seed)
+        tag_map = load_tag_map(config.tag_map) if config.tag_map else None
+        net = self._open_network(network, tag_map)
+        if tag_map is not None:
+            tag_map.check_network([(layer.n_in, layer.n_out) for layer in network.layers])
+            self.controller = ControllerService(tag_map, net, config.scan_ms / 1000.0)
         self.runtime = Runtime(net, self.compensator_config, samples_per_scan=config.samples_per_scan,
                                age_rate=config.age_rate, seed=config.seed)
         config.config_dir.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(config.state_store, retention_s=config.history_retention_days * 86400.0)
         try:
             self._restore()
-            await self._start_server(network, f"simulated {Path(str(config.device)).name}")
+            device_name = (f"simulated {Path(str(config.device)).name}" if config.device_backend == "simulated"
+                           else f"observed through {tag_map.plc.endpoint}")
+            await self._start_server(network, device_name)
         except BaseException:
             self.store.close()
             raise
         first = self.runtime.snapshot()
         await ua_nodes.publish(self.server, self.space, first, None, scan_period_ms=config.scan_ms)
+        if self.controller is not None:
+            await self.controller.start(self.server, self.space)
         self.scan = ScanTask(config.scan_ms / 1000.0, self._work, self._publish, self._on_overrun)
         self.scan.start()
         logger.info("serving %s on %s (scan %d ms)", network.name, config.endpoint, config.scan_ms)
@@ -119,6 +129,9 @@ class PlcAnnaServer:
         if self.scan is not None:
             await self.scan.stop()
             self.scan = None
+        if self.controller is not None:
+            await self.controller.stop()
+            self.controller = None
         if self.runtime is not None and self.store is not None:
             state, scan = self.runtime.state_dict(), self.runtime.scan
             await asyncio.get_running_loop().run_in_executor(self._store_thread, self.store.save_state, state, scan)
@@ -149,6 +162,12 @@ class PlcAnnaServer:
             for sig in handled:
                 loop.remove_signal_handler(sig)
 
+    def _open_network(self, network: Network, tag_map) -> AnalogNetwork:
+        if self.config.device_backend == "plc":
+            return open_network("plc", network=network, tag_map=tag_map)
+        return open_network("simulated", network=network, device=load_device_params(self.config.device),
+                            seed=self.config.seed)
+
     def _restore(self) -> None:
         entry = self.store.load_state_entry()
         if entry is None:
@@ -169,7 +188,8 @@ class PlcAnnaServer:
         server.set_server_name(f"plc-anna {network.name}")
         ruleset = await configure_server_security(server, config)
         idx = await load_model(server)
-        nameplate = {"Manufacturer": "plc-anna (simulated device)", "Model": network.name,
+        manufacturer = "plc-anna (simulated device)" if config.device_backend == "simulated" else "unknown"
+        nameplate = {"Manufacturer": manufacturer, "Model": network.name,
                      "SerialNumber": f"sim-seed-{config.seed}", "HardwareRevision": device_name,
                      "SoftwareRevision": plc_anna.__version__, "DeviceRevision": "1", "ProductCode": network.name}
         ramp = self.compensator_config.ramp
@@ -201,10 +221,11 @@ class PlcAnnaServer:
         self._alarm_generator = await server.get_event_generator(ua.ObjectIds.SystemEventType, ua.ObjectIds.Server)
         self._alarm_generator.event.SourceNode = space.compensator.nodeid
         self._alarm_generator.event.SourceName = "Compensator"
-        await space.link_members["Protocol"].write_value("none")
-        await space.link_members["Endpoint"].write_value("")
-        await space.link_members["Connected"].write_value(False)
-        await space.link_members["LastError"].write_value("no controller link configured")
+        if self.controller is None:
+            await space.link_members["Protocol"].write_value("none")
+            await space.link_members["Endpoint"].write_value("")
+            await space.link_members["Connected"].write_value(False)
+            await space.link_members["LastError"].write_value("no controller link configured")
         historized = {layer.members[name]: (f"Layer{layer.index}.{name}", _HISTORY_TYPES[name])
                       for layer in space.layers for name in HISTORIZED}
         await enable_history(server, self.store, historized)
@@ -222,7 +243,9 @@ class PlcAnnaServer:
 
     async def _publish(self, result: tuple[Snapshot, dict | None], stats: CycleStats) -> None:
         snapshot, state = result
-        await ua_nodes.publish(self.server, self.space, snapshot, stats)
+        await ua_nodes.publish(self.server, self.space, snapshot, stats, linked=self.controller is not None)
+        if self.controller is not None:
+            self.controller.after_scan(snapshot)
         for event in snapshot.events:
             await self._fire(event)
         now = time.monotonic()

@@ -146,6 +146,14 @@ class ServerConfig:
     device: str = field(default="pcm", metadata=_key(
         "Device parameters of the simulated network: a preset (pcm, hermes, ideal) or a .toml "
         "file (docs/device-parameters.md).", "\"pcm\"", "a preset or an existing .toml file"))
+    device_backend: str = field(default="simulated", metadata=_key(
+        "Where the network's outputs come from: `simulated` (the simulator) or `plc` (a physical network "
+        "wired to the PLC, observed through `tag_map`; docs/plc-link.md).", "\"simulated\"",
+        "simulated or plc", choices=("simulated", "plc")))
+    tag_map: str = field(default="", metadata=_key(
+        "Tag map of the PLC link (docs/tag-map.md): the PLC's endpoint and the tags the corrections are "
+        "written to. Empty: no PLC link. Relative to the configuration file's directory.", "\"\" (no link)",
+        "empty or an existing .toml file"))
     seed: int = field(default=0, metadata=_key(
         "Seed of the simulated device's random numbers (programming noise, drift, read noise).",
         "0", "integer >= 0", low=0))
@@ -191,6 +199,10 @@ class ServerConfig:
             raise ValueError(f"server key 'security.trust_dir': {self.security.trust_dir} is not a directory")
         object.__setattr__(self, "network", _check_network(self.network))
         object.__setattr__(self, "device", _check_device(self.device))
+        object.__setattr__(self, "tag_map", _check_tag_map(self.tag_map))
+        if self.device_backend == "plc" and not self.tag_map:
+            raise ValueError("server key 'device_backend' = \"plc\" needs a 'tag_map': the PLC the network is "
+                             "observed through")
 
     @property
     def host(self) -> str:
@@ -281,6 +293,8 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
             return value
         raise ValueError(f"server key {key!r} must be a non-empty path string, got {value!r}")
     if kind == "str":
+        if f.name == "tag_map" and value == "":
+            return value
         if not isinstance(value, str) or not value:
             raise ValueError(f"server key {key!r} must be a non-empty string, got {value!r}")
         if meta["choices"] and value not in meta["choices"]:
@@ -366,6 +380,21 @@ def _check_network(value: str) -> str:
     return str(path)
 
 
+def _check_tag_map(value: str) -> str:
+    from plc_anna.plc.tagmap import load_tag_map
+
+    if not value:
+        return value
+    path = Path(value).absolute()
+    if path.suffix != ".toml" or not path.is_file():
+        raise ValueError(f"server key 'tag_map' must be an existing .toml file, got {value!r}")
+    try:
+        load_tag_map(path)
+    except ValueError as exc:
+        raise ValueError(f"server key 'tag_map': {exc}") from None
+    return str(path)
+
+
 def _check_device(value: str) -> str:
     from plc_anna.device.params import PRESETS, load_device_params
 
@@ -397,8 +426,8 @@ def config_from_dict(values: dict[str, Any], base_dir: str | Path | None = None)
     """A configuration from the parsed TOML ``values``.
 
     ``base_dir`` is the configuration file's directory: the default
-    ``config_dir``, and what relative ``config_dir``, ``network`` and
-    ``device`` paths are relative to. Without it ``config_dir`` is required.
+    ``config_dir``, and what relative ``config_dir``, ``network``,
+    ``device`` and ``tag_map`` paths are relative to. Without it ``config_dir`` is required.
     """
     values = dict(values)
     keys = [f.name for f in dataclasses.fields(ServerConfig) if f.name != "source"]
@@ -413,7 +442,7 @@ def config_from_dict(values: dict[str, Any], base_dir: str | Path | None = None)
             raise ValueError("server key 'config_dir' is required without a configuration file")
         values["config_dir"] = base
     if base is not None:
-        for key, suffix in (("config_dir", None), ("network", ".npz"), ("device", ".toml")):
+        for key, suffix in (("config_dir", None), ("network", ".npz"), ("device", ".toml"), ("tag_map", ".toml")):
             text = values.get(key)
             if isinstance(text, str) and text and (suffix is None or text.endswith(suffix)) \
                     and not Path(text).is_absolute():

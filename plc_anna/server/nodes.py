@@ -164,8 +164,11 @@ def _value(value, vtype: ua.VariantType, now: datetime) -> ua.DataValue:
 
 
 async def publish(server: Server, space: AddressSpace, snapshot: Snapshot, stats: CycleStats | None = None,
-                  scan_period_ms: float | None = None) -> None:
-    """Write a scan's values to the nodes through ``server.write_attribute_value``."""
+                  scan_period_ms: float | None = None, linked: bool = False) -> None:
+    """Write a scan's values to the nodes through ``server.write_attribute_value``.
+
+    With ``linked`` a PLC link shows its own commit counter and heartbeat (``server.controller``).
+    """
     now = datetime.now(UTC)
     write = server.iserver.aspace.write_attribute_value
     value = ua.AttributeIds.Value
@@ -190,8 +193,9 @@ async def publish(server: Server, space: AddressSpace, snapshot: Snapshot, stats
             life = _value(layer.remaining_life_s, D, now)
         await write(m["RemainingLife"].nodeid, value, life)
     link = space.link_members
-    await write(link["CommitCounter"].nodeid, value, _value(snapshot.commit_counter, ua.VariantType.UInt32, now))
-    await write(link["Heartbeat"].nodeid, value, _value(snapshot.heartbeat, ua.VariantType.UInt32, now))
+    if not linked:
+        await write(link["CommitCounter"].nodeid, value, _value(snapshot.commit_counter, ua.VariantType.UInt32, now))
+        await write(link["Heartbeat"].nodeid, value, _value(snapshot.heartbeat, ua.VariantType.UInt32, now))
     if stats is not None:
         diag = space.diagnostics
         for name, item in (("LastCycleTime", stats.last_ms), ("P99CycleTime", stats.p99_ms),

@@ -75,7 +75,7 @@ class Runtime:
     Parameters
     ----------
     net
-        The analog network (a :class:`~plc_anna.device.simulated.SimulatedNetwork` for now).
+        The analog network: simulated, or observed through a PLC (its samples come from the PLC link).
     config
         The compensator's settings.
     samples_per_scan
@@ -92,14 +92,13 @@ class Runtime:
             raise ValueError(f"samples_per_scan must be within 2..4096, got {samples_per_scan}")
         if not (math.isfinite(age_rate) and age_rate >= 0):
             raise ValueError(f"age_rate must be a finite number >= 0, got {age_rate}")
-        if net.network.X is None or len(net.network.X) < 2:
+        if not net.observes_process and (net.network.X is None or len(net.network.X) < 2):
             raise ValueError(f"network {net.network.name!r} carries no input data (X) to drive the simulated process")
         self.net = net
         self.loop = ScanLoop(net, config)
         self.samples_per_scan = int(samples_per_scan)
         self.age_rate = float(age_rate)
         self._rng = np.random.default_rng(seed)
-        self._process = np.asarray(net.network.X, dtype=float)
         self.scan = 0
         self.commit_counter = 0
         self.heartbeat = 0
@@ -126,14 +125,15 @@ class Runtime:
         if self._last_wall is not None and self.age_rate > 0 and isinstance(self.net, SimulatedNetwork):
             self.net.advance(min(self.age_rate * (now - self._last_wall), 1e9))
         self._last_wall = now
-        X = self._process[self._rng.integers(0, len(self._process), self.samples_per_scan)]
         start = time.perf_counter()
         apply_device_corrections(self.net, self.loop.corrections())
-        traces = self.net.trace(X)
+        traces = self.net.scan_samples(self.samples_per_scan, self._rng)
         read_s = time.perf_counter() - start
         start = time.perf_counter()
-        events = self.compensator.update([(t.inputs, t.outputs) for t in traces], age_s=self.net.age_s,
-                                         temperature_k=self.net.temperature_k)
+        events: list[Event] = []
+        if traces is not None:  # an observed process may not have produced two samples since the last scan
+            events = self.compensator.update([(t.inputs, t.outputs) for t in traces], age_s=self.net.age_s,
+                                             temperature_k=self.net.temperature_k)
         compute_s = time.perf_counter() - start
         self.scan += 1
         return self._snapshot(tuple(events), read_s, compute_s)

@@ -1,0 +1,349 @@
+"""The PLC link: writes each corrected layer's gain/offset set to the PLC, safely, every scan.
+
+One :meth:`PlcLink.cycle` per scan:
+
+1. **Connect** when not connected and the backoff allows (``reconnect_min_s``,
+   doubling to ``reconnect_max_s``). After a (re)connect the link reads the
+   PLC's ``AcceptedCommit``, ``GainSet`` and ``OffsetSet``: when the PLC still
+   holds the link's last-good set (a communication restart) nothing is
+   rewritten; when it does not (a cold restart, or the first start against a
+   PLC that holds another set) the link adopts what the PLC applies as its
+   ramp position, so writing resumes from there with no bump.
+2. **Write** one batch: the heartbeat of every mapped layer (every scan) and,
+   for a layer whose target moved more than ``deadband`` from the last-good set,
+   no sooner than ``min_commit_interval_s`` after the previous set and once the
+   PLC accepted that one, a new set: ``GainSet``, ``OffsetSet`` and then
+   ``CommitCounter + 1``. The new set moves from the last-good set toward the
+   target by at most ``max_gain_step``/``max_offset_step``, so the PLC never
+   sees a jump the link's own ramp would not make.
+3. **Verify**: read the written set back (``verify = true``); only a set read
+   back equal becomes last-good. Then read the PLC's ``AcceptedCommit``,
+   ``PlcHeartbeat``, ``Status`` and ``Fault`` (and the tags an observer asked
+   for, such as a PLC-observed network's inputs and raw outputs).
+
+A lost connection holds the last-good set (the PLC's watchdog holds its applied
+values), raises a ``link_lost`` :class:`LinkEvent` once and retries with
+backoff; ``link_restored`` follows. The link never raises from :meth:`cycle`:
+errors become events and :attr:`PlcLink.last_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from plc_anna.plc.tagmap import LayerTags, Tag, TagMap
+from plc_anna.plc.transport import LinkError, Transport, Unreachable, open_transport
+from plc_anna.plc.transport.base import backoff_delays
+
+COUNTER_MODULUS = 2**32
+#: Events the link raises; the severity follows the OPC UA scale (1..1000).
+EVENT_SEVERITY = {"link_lost": 800, "link_restored": 300, "write_refused": 700, "verify_failed": 700,
+                  "set_rejected": 700, "commit_timeout": 600, "plc_fault": 800, "plc_fault_cleared": 300,
+                  "plc_stopped": 800, "plc_running": 300}
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    kind: str
+    message: str
+    layer: int | None = None
+
+    @property
+    def severity(self) -> int:
+        return EVENT_SEVERITY[self.kind]
+
+
+@dataclass
+class _LayerLink:
+    tags: LayerTags
+    gain: np.ndarray            # last-good set (float32, as the PLC stores it)
+    offset: np.ndarray
+    counter: int = 0            # the commit counter of the last-good set
+    target: tuple[np.ndarray, np.ndarray] | None = None
+    pending_since: float | None = None   # a set written, not yet accepted by the PLC
+    last_commit: float = -math.inf
+    accepted: int | None = None
+    plc_heartbeat: int | None = None
+    plc_heartbeat_at: float = 0.0
+    status: int | None = None
+    fault: bool | None = None
+    rejected_counter: int | None = None
+    stopped: bool = False       # plc_stopped reported and not yet cleared
+
+
+class PlcLink:
+    """Write-back of gain/offset sets and the heartbeat to one PLC.
+
+    Parameters
+    ----------
+    tag_map
+        The tag map: the PLC, the ``[link]`` policy and the mapped layers.
+    transport
+        A transport to use instead of opening one from ``tag_map.plc`` (tests, benchmarks).
+    on_event
+        Called with each :class:`LinkEvent` (on the link's own task).
+    observe
+        Tags to read every cycle after the status tags, and the callback that gets their values
+        (a PLC-observed network's inputs and raw outputs).
+    plc_stall_s
+        A PLC heartbeat unchanged this long means the PLC program is not running (``plc_stopped``).
+    """
+
+    def __init__(self, tag_map: TagMap, transport: Transport | None = None, *,
+                 on_event: Callable[[LinkEvent], None] | None = None,
+                 observe: tuple[Sequence[Tag], Callable[[list], None]] | None = None,
+                 plc_stall_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tag_map = tag_map
+        self.settings = tag_map.link
+        self.transport = transport if transport is not None else open_transport(tag_map.plc)
+        self.on_event = on_event
+        self.observe = observe
+        self.plc_stall_s = float(plc_stall_s)
+        self.clock = clock
+        self.layers = {layer.index: _LayerLink(layer, np.ones(layer.n_out, np.float32),
+                                               np.zeros(layer.n_out, np.float32))
+                       for layer in tag_map.layers}
+        self.heartbeat = 0
+        self.last_error = "not connected yet"
+        self.link_lost_at: float | None = None
+        self.reconnects = 0
+        self.sets_written = 0
+        self.missed_heartbeats = 0
+        self.write_s: deque[float] = deque(maxlen=100_000)
+        """Duration of each cycle's write (and read-back of a set), in seconds."""
+        self._lock = threading.Lock()
+        self._delays = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+        self._next_attempt = -math.inf
+        self._synced = False
+        self._lost_reported = False
+        self._last_refusal: str | None = None
+
+    # ------------------------------------------------------------ public API
+    @property
+    def connected(self) -> bool:
+        return self.transport.connected and self._synced
+
+    def set_target(self, layer: int, gain: np.ndarray, offset: np.ndarray) -> None:
+        """The correction the compensator wants the PLC to apply on ``layer`` (thread-safe)."""
+        entry = self.layers.get(layer)
+        if entry is None:
+            raise ValueError(f"layer {layer} is not in the tag map (mapped: {', '.join(map(str, self.layers))})")
+        gain, offset = np.asarray(gain, dtype=float), np.asarray(offset, dtype=float)
+        n = entry.tags.n_out
+        if gain.shape != (n,) or offset.shape != (n,):
+            raise ValueError(f"layer {layer}: a set needs {n} gains and {n} offsets")
+        if not (np.all(np.isfinite(gain)) and np.all(np.isfinite(offset))):
+            raise ValueError(f"layer {layer}: a set with NaN or Inf is not written")
+        with self._lock:
+            entry.target = (gain.copy(), offset.copy())
+
+    def last_good(self, layer: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The last set the PLC verifiably holds for ``layer``: (gain, offset, commit counter)."""
+        entry = self.layers[layer]
+        return entry.gain.copy(), entry.offset.copy(), entry.counter
+
+    async def close(self) -> None:
+        await self.transport.close()
+        self._synced = False
+
+    async def run(self, period_s: float, stop: asyncio.Event) -> None:
+        """Cycle every ``period_s`` on absolute deadlines until ``stop`` is set; missed periods count as
+        missed heartbeats."""
+        deadline = time.monotonic()
+        while not stop.is_set():
+            await self.cycle()
+            deadline += period_s
+            now = time.monotonic()
+            if now > deadline:
+                skipped = int((now - deadline) // period_s) + 1
+                self.missed_heartbeats += skipped - 1 if skipped > 1 else 0
+                deadline += skipped * period_s if skipped > 1 else 0.0
+            try:
+                await asyncio.wait_for(stop.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                pass
+        await self.close()
+
+    async def cycle(self) -> None:
+        """One link scan (see the module docstring); never raises."""
+        now = self.clock()
+        if not self.connected:
+            if now < self._next_attempt:
+                self.missed_heartbeats += 1
+                return
+            if not await self._connect(now):
+                self.missed_heartbeats += 1
+                return
+        try:
+            await self._write(now)
+            await self._read_status(now)
+        except Unreachable as exc:
+            self._lost(exc, now)
+        except LinkError as exc:
+            self.last_error = str(exc)
+            if str(exc) != self._last_refusal:
+                self._last_refusal = str(exc)
+                self._emit("write_refused", str(exc))
+
+    # ------------------------------------------------------------ internals
+    async def _connect(self, now: float) -> bool:
+        try:
+            await self.transport.connect()
+            await self._sync()
+        except LinkError as exc:
+            await self.transport.close()
+            self._lost(exc, now)
+            return False
+        self._next_attempt = -math.inf
+        self._delays = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+        if self._lost_reported:
+            down = now - (self.link_lost_at or now)
+            self.reconnects += 1
+            self._emit("link_restored", f"{self.transport.endpoint}: link restored after {down:.1f} s")
+        self._lost_reported = False
+        self.link_lost_at = None
+        self.last_error = ""
+        return True
+
+    async def _sync(self) -> None:
+        """Read what the PLC holds and make it the ramp position (no bump on start or after a restart)."""
+        # The PLC's applied values are its ramp position; without those tags, the set it was given.
+        tags = [tag for entry in self.layers.values()
+                for tag in (entry.tags.accepted_commit, entry.tags.applied_gain or entry.tags.gain_set,
+                            entry.tags.applied_offset or entry.tags.offset_set)]
+        values = await self.transport.read(tags)
+        for k, entry in enumerate(self.layers.values()):
+            accepted, gain, offset = values[3 * k: 3 * k + 3]
+            held_gain, held_offset = np.asarray(gain, np.float32), np.asarray(offset, np.float32)
+            if accepted == 0 and entry.tags.applied_gain is None:   # no set since power-on: the identity
+                held_gain, held_offset = np.ones_like(held_gain), np.zeros_like(held_offset)
+            with self._lock:
+                entry.gain, entry.offset = held_gain, held_offset
+                entry.counter = int(accepted)
+                entry.pending_since = None
+                entry.accepted = int(accepted)
+        self._synced = True
+
+    def _lost(self, exc: Exception, now: float) -> None:
+        self._synced = False
+        self.last_error = str(exc)
+        self._next_attempt = now + next(self._delays)
+        if not self._lost_reported:
+            self._lost_reported = True
+            self.link_lost_at = now
+            self._emit("link_lost", f"{exc}; holding the last-good set, retrying")
+
+    def _next_set(self, entry: _LayerLink, now: float) -> tuple[np.ndarray, np.ndarray] | None:
+        if entry.target is None:
+            return None
+        if entry.pending_since is not None:
+            if now - entry.pending_since < self.settings.commit_timeout_s:
+                return None
+            self._emit("commit_timeout", f"the PLC did not accept set {entry.counter} within "
+                       f"{self.settings.commit_timeout_s} s (AcceptedCommit {entry.accepted})", entry.tags.index)
+            entry.pending_since = None
+        if now - entry.last_commit < self.settings.min_commit_interval_s:
+            return None
+        with self._lock:
+            target_gain, target_offset = entry.target
+        gain = _step(entry.gain, target_gain, self.settings.max_gain_step)
+        offset = _step(entry.offset, target_offset, self.settings.max_offset_step)
+        moved = max(float(np.max(np.abs(gain - entry.gain), initial=0.0)),
+                    float(np.max(np.abs(offset - entry.offset), initial=0.0)))
+        return (gain, offset) if moved > self.settings.deadband else None
+
+    async def _write(self, now: float) -> None:
+        self.heartbeat = (self.heartbeat + 1) % COUNTER_MODULUS
+        items: list[tuple[Tag, object]] = [(entry.tags.heartbeat, self.heartbeat) for entry in self.layers.values()]
+        sets = {}
+        for index, entry in self.layers.items():
+            new = self._next_set(entry, now)
+            if new is not None:
+                counter = (entry.counter + 1) % COUNTER_MODULUS
+                counter = counter or 1          # 0 means "no set yet" to the PLC (D7)
+                sets[index] = (*new, counter)
+                items += [(entry.tags.gain_set, new[0]), (entry.tags.offset_set, new[1]),
+                          (entry.tags.commit_counter, counter)]
+        start = time.perf_counter()
+        try:
+            await self.transport.write(items)
+        except LinkError:
+            self.missed_heartbeats += 1
+            raise
+        if sets and self.settings.verify:
+            await self._verify(sets)
+        self.write_s.append(time.perf_counter() - start)
+        for index, (gain, offset, counter) in sets.items():
+            entry = self.layers[index]
+            entry.gain, entry.offset, entry.counter = gain, offset, counter
+            entry.pending_since = entry.last_commit = now
+            self.sets_written += 1
+
+    async def _verify(self, sets: dict) -> None:
+        tags = [tag for index in sets for tag in (self.layers[index].tags.gain_set,
+                                                   self.layers[index].tags.offset_set,
+                                                   self.layers[index].tags.commit_counter)]
+        values = await self.transport.read(tags)
+        for k, (index, (gain, offset, counter)) in enumerate(sets.items()):
+            got_gain, got_offset, got_counter = values[3 * k: 3 * k + 3]
+            if not (np.array_equal(np.asarray(got_gain, np.float32), gain)
+                    and np.array_equal(np.asarray(got_offset, np.float32), offset) and got_counter == counter):
+                self._emit("verify_failed", f"layer {index}: the set read back differs from set {counter} "
+                           "as written; the last-good set is kept", index)
+                raise LinkError(f"{self.transport.endpoint}: read-back of set {counter} on layer {index} differs")
+
+    async def _read_status(self, now: float) -> None:
+        tags = [tag for entry in self.layers.values()
+                for tag in (entry.tags.accepted_commit, entry.tags.plc_heartbeat, entry.tags.status,
+                            entry.tags.fault)]
+        extra = list(self.observe[0]) if self.observe is not None else []
+        values = await self.transport.read(tags + extra)
+        for k, entry in enumerate(self.layers.values()):
+            accepted, beat, status, fault = values[4 * k: 4 * k + 4]
+            self._check_layer(entry, int(accepted), int(beat), int(status), bool(fault), now)
+        if self.observe is not None:
+            self.observe[1](values[len(tags):])
+
+    def _check_layer(self, entry: _LayerLink, accepted: int, beat: int, status: int, fault: bool,
+                     now: float) -> None:
+        index = entry.tags.index
+        entry.accepted = accepted
+        if entry.pending_since is not None and accepted == entry.counter:
+            entry.pending_since = None
+        if status == 3 and entry.rejected_counter != accepted:
+            entry.rejected_counter = accepted
+            self._emit("set_rejected", f"layer {index}: the PLC rejected set {accepted} (Status 3)", index)
+        if fault != bool(entry.fault):
+            if fault:
+                self._emit("plc_fault", f"layer {index}: the PLC reports a heartbeat fault and holds its last "
+                           "applied correction", index)
+            elif entry.fault is not None:
+                self._emit("plc_fault_cleared", f"layer {index}: the PLC cleared its heartbeat fault", index)
+        entry.fault, entry.status = fault, status
+        if beat != entry.plc_heartbeat:
+            if entry.stopped:
+                entry.stopped = False
+                self._emit("plc_running", f"layer {index}: the PLC program runs again", index)
+            entry.plc_heartbeat, entry.plc_heartbeat_at = beat, now
+        elif not entry.stopped and now - entry.plc_heartbeat_at >= self.plc_stall_s:
+            entry.stopped = True
+            self._emit("plc_stopped", f"layer {index}: PlcHeartbeat has not changed for {self.plc_stall_s:g} s: "
+                       "the PLC program is not running", index)
+
+    def _emit(self, kind: str, message: str, layer: int | None = None) -> None:
+        if self.on_event is not None:
+            self.on_event(LinkEvent(kind, message, layer))
+
+
+def _step(current: np.ndarray, target: np.ndarray, max_step: float) -> np.ndarray:
+    """``current`` moved toward ``target`` by at most ``max_step`` per element, as float32."""
+    delta = np.clip(np.asarray(target, dtype=np.float64) - current, -max_step, max_step)
+    return (current + delta).astype(np.float32)
