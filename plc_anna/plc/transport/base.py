@@ -149,7 +149,7 @@ class Transport(ABC):
             raise
         except (OSError, TimeoutError, ConnectionError) as exc:  # the connection is gone or never came
             self._connected = False
-            raise Unreachable(f"{self.endpoint}: {what} failed: {exc or type(exc).__name__}") from exc
+            raise Unreachable(f"{self.endpoint}: {what} failed: {str(exc) or type(exc).__name__}") from exc
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
