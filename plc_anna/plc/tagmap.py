@@ -105,6 +105,7 @@ ARRAY_ROLES = {"inputs": "in", "raw_outputs": "out", "gain_set": "out", "offset_
                "applied_gain": "out", "applied_offset": "out", "corrected_outputs": "out",
                "trace_inputs": "trace_in", "trace_raw_outputs": "trace_out"}
 WORD_ORDERS = ("big", "little")
+SECURITY_POLICIES = ("None", "Basic256Sha256", "Aes256_Sha256_RsaPss")
 TAG_KEYS = ("address", "type", "length", "scale", "bias")
 
 
@@ -329,6 +330,9 @@ def _plc(table: dict[str, Any], source: str) -> PlcSettings:
         raise ValueError(f"{source}: plc.word_order must be one of {', '.join(WORD_ORDERS)}, got {plc.word_order!r}")
     if not 0 <= plc.unit_id <= 255:
         raise ValueError(f"{source}: plc.unit_id must be within 0..255, got {plc.unit_id}")
+    if plc.security_policy not in SECURITY_POLICIES:
+        raise ValueError(f"{source}: plc.security_policy must be one of {', '.join(SECURITY_POLICIES)}, "
+                         f"got {plc.security_policy!r}")
     if plc.security_mode not in ("None", "Sign", "SignAndEncrypt"):
         raise ValueError(f"{source}: plc.security_mode must be None, Sign or SignAndEncrypt, "
                          f"got {plc.security_mode!r}")
@@ -379,8 +383,10 @@ def _layer(entry: Any, protocol: str, source: str, k: int) -> LayerTags:
             raise ValueError(f"{source}: {where}.{role} must be REAL or LREAL without scale or bias")
     for role in ("commit_counter", "heartbeat", "accepted_commit", "plc_heartbeat", "status", "fault", "trace_count"):
         tag = tags.get(role)
-        if tag is not None and (tag.length is not None or tag.is_float or tag.scale != 1.0 or tag.bias != 0.0):
-            raise ValueError(f"{source}: {where}.{role} must be a scalar integer or BOOL tag without scale")
+        allowed = (*COUNTER_TYPES, "BOOL") if role == "fault" else COUNTER_TYPES
+        if tag is not None and (tag.length is not None or tag.plc_type not in allowed or tag.scale != 1.0
+                                or tag.bias != 0.0):
+            raise ValueError(f"{source}: {where}.{role} must be a scalar {'/'.join(allowed)} tag without scale")
     return layer
 
 
@@ -413,7 +419,7 @@ def _tag(role: str, value: Any, protocol: str, source: str, where: str) -> Tag:
     if plc_type not in PLC_TYPES:
         raise ValueError(f"{source}: {where}.type must be one of {', '.join(PLC_TYPES)}, got {plc_type!r}")
     if protocol == "opcua":
-        if not isinstance(address, str) or not address.startswith(("ns=", "nsu=", "i=", "s=")):
+        if not isinstance(address, str) or not address.startswith(("ns=", "nsu=", "i=", "s=", "g=", "b=")):
             raise ValueError(f"{source}: {where}.address must be an OPC UA NodeId string such as "
                              f"\"ns=4;s=...\", got {address!r}")
     elif not isinstance(address, int) or isinstance(address, bool) or not 0 <= address <= 65535:

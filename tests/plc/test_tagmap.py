@@ -123,7 +123,7 @@ def test_the_network_shape_is_checked():
     (('gain_set = { address = 2048, type = "REAL", length = 3 }',
       'gain_set = { address = 2048, type = "INT", length = 3 }'), "gain_set must be REAL or LREAL"),
     (('status = { address = 2184, type = "DINT" }', 'status = { address = 2184, type = "REAL" }'),
-     "status must be a scalar integer"),
+     "status must be a scalar UDINT"),
     (('fault = { address = 2186, type = "UDINT" }\n', ""), "layer\\[0\\].fault is missing"),
     (("index = 0", "index = -1"), "index must be an integer >= 0"),
     (("[plc]", "format = 2\n[plc]"), "format 2 is not supported"),

@@ -101,14 +101,12 @@ class Transport(ABC):
         self._connected = True
 
     async def close(self) -> None:
-        """Close the connection (never raises; closing a closed transport does nothing)."""
-        was = self._connected
+        """Close the connection (never raises; the hook runs even after a lost connection, to free it)."""
         self._connected = False
-        if was:
-            try:
-                await self._close_hook()
-            except Exception:  # noqa: BLE001 - a connection that is gone cannot be closed more
-                pass
+        try:
+            await self._close_hook()
+        except Exception:  # noqa: BLE001 - a connection that is gone cannot be closed more
+            pass
 
     async def __aenter__(self) -> Transport:
         await self.connect()
