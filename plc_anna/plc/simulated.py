@@ -1,0 +1,474 @@
+"""The simulated PLC: the program a controller runs with one ``FB_AnnaCorrection`` per layer.
+
+:class:`SimulatedPlc` is protocol independent: its tags are numpy arrays and
+integers in the object, and the servers (:mod:`plc_anna.plc.sim_opcua`,
+:mod:`plc_anna.plc.sim_modbus`) only copy them in and out around each cycle.
+This module also holds what both servers share: the tag layout of each
+protocol (:func:`opcua_nodeid`, :func:`modbus_register_map`), the tag map a
+client needs (:meth:`SimulatedPlc.tag_map`) and :class:`SimulatedPlcServer`,
+the cycle task on absolute deadlines. ``docs/simulated-plc.md`` describes the
+layouts, the trace ring buffer and the restart semantics.
+
+Each cycle draws one process row ``x`` from the network's held-out data and runs
+the chain ``a_0 = x``, ``raw_k = read_layer(k, a_k)``, ``corrected_k = block_k(raw_k)``,
+``a_{k+1} = activate(corrected_k)``: every layer is corrected in the PLC.
+
+Examples
+--------
+>>> from plc_anna.device.simulated import SimulatedNetwork
+>>> plc = SimulatedPlc(SimulatedNetwork("thermocouple", "pcm", seed=0), trace_length=4)
+>>> plc.set_tag(2, "GainSet", [1.1, 1.0, 1.0, 0.9])
+>>> plc.set_tag(2, "CommitCounter", 1)
+>>> plc.set_tag(2, "Heartbeat", 1)
+>>> for _ in range(5):
+...     plc.cycle()
+>>> tags = plc.tags(2)
+>>> tags["AcceptedCommit"], Status(tags["Status"]).name, tags["AppliedGain"].astype(float).round(6).tolist()
+(1, 'RAMPING', [1.1, 1.0, 1.0, 0.9])
+>>> plc.cycle()
+>>> Status(plc.tags(2)["Status"]).name, plc.tags(2)["TraceCount"], plc.tags(2)["TraceRawOutputs"].shape
+('OK', 6, (16,))
+
+REAL rounding: 1.0 + 5 x 0.02 ends at 1.0999999, the sixth cycle lands on 1.1 (docs/plc-side.md).
+The trace keeps the last 4 of the 6 samples: 4 rows x 4 outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from plc_anna.device.base import AnalogNetwork
+from plc_anna.device.crossbar import HORIZON_S
+from plc_anna.device.network import activate, digital_forward
+from plc_anna.plc.logic import UDINT_MODULUS, CorrectionBlock, Status
+from plc_anna.plc.tagmap import PLC_TYPES, DeviceTags, LayerTags, LinkSettings, PlcSettings, Tag, TagMap
+
+logger = logging.getLogger(__name__)
+
+#: Per-layer tags in the GVL's order: name -> (PLC type, length: "out", "in", "trace_in", "trace_out" or None).
+LAYER_TAGS: dict[str, tuple[str, str | None]] = {
+    "GainSet": ("REAL", "out"), "OffsetSet": ("REAL", "out"), "CommitCounter": ("UDINT", None),
+    "Heartbeat": ("UDINT", None), "AcceptedCommit": ("UDINT", None), "PlcHeartbeat": ("UDINT", None),
+    "Status": ("INT", None), "Fault": ("BOOL", None), "RawOutputs": ("REAL", "out"),
+    "CorrectedOutputs": ("REAL", "out"), "AppliedGain": ("REAL", "out"), "AppliedOffset": ("REAL", "out"),
+    "Inputs": ("REAL", "in"), "TraceCount": ("UDINT", None), "TraceInputs": ("REAL", "trace_in"),
+    "TraceRawOutputs": ("REAL", "trace_out"),
+}
+WRITTEN_TAGS = ("GainSet", "OffsetSet", "CommitCounter", "Heartbeat")
+DEVICE_TAGS = {"DeviceAge": "age_s", "DeviceTemperature": "temperature_k"}  #: LREAL, seconds and kelvin
+#: Tag name -> tag-map role: the name in snake case (GainSet -> gain_set, TraceRawOutputs -> trace_raw_outputs).
+ROLES = {name: re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower() for name in LAYER_TAGS}
+#: OpenPLC has no INT or BOOL memory words: Status travels as DINT and Fault as UDINT (ladder_examples/openplc).
+MODBUS_TYPES = {**{name: plc_type for name, (plc_type, _) in LAYER_TAGS.items()}, "Status": "DINT", "Fault": "UDINT"}
+
+NAMESPACE_URI = "urn:plc-anna:simulated-plc"
+#: Index of NAMESPACE_URI: after DI (2) and PLCopen (3), as the variables namespace of a CODESYS controller.
+NAMESPACE_INDEX = 4
+DEVICE_NAME = "plc-anna Simulated PLC"
+MODBUS_BASE = 2048                  #: %MD0 of OpenPLC
+OPENPLC_STRIDE = 528                #: registers per layer in the OpenPLC layout (264 %MD)
+OPENPLC_END = 4096                  #: OpenPLC's %MD memory ends here; device and trace tags start at or after it
+#: Register offsets of the OpenPLC map (ladder_examples/openplc/README.md), room for 32 outputs and 64 inputs.
+OPENPLC_OFFSETS = {"GainSet": 0, "OffsetSet": 64, "CommitCounter": 128, "Heartbeat": 130, "AcceptedCommit": 132,
+                   "PlcHeartbeat": 134, "Status": 136, "Fault": 138, "RawOutputs": 144, "CorrectedOutputs": 208,
+                   "AppliedGain": 272, "AppliedOffset": 336, "Inputs": 400}
+PASSWORD_ENV = "PLC_ANNA_PLC_PASSWORD"  #: the environment variable a tag map names for the PLC password
+
+
+def opcua_nodeid(layer: int | None, name: str) -> str:
+    """The CODESYS-style NodeId string of a tag (``layer=None``: a ``GVL_Device`` tag).
+
+    >>> opcua_nodeid(0, "GainSet")
+    'ns=4;s=|var|plc-anna Simulated PLC.Application.GVL_PlcAnna_L0.GainSet'
+    """
+    gvl = "GVL_Device" if layer is None else f"GVL_PlcAnna_L{layer}"
+    return f"ns={NAMESPACE_INDEX};s=|var|{DEVICE_NAME}.Application.{gvl}.{name}"
+
+
+def tag_length(name: str, n_in: int, n_out: int, trace_length: int) -> int | None:
+    """Elements of a per-layer tag (None for a scalar)."""
+    dim = LAYER_TAGS[name][1]
+    return {"out": n_out, "in": n_in, "trace_in": n_in * trace_length, "trace_out": n_out * trace_length,
+            None: None}[dim]
+
+
+def modbus_register_map(shapes: Sequence[tuple[int, int]], trace_length: int) -> dict[tuple[int | None, str], int]:
+    """First holding register of every tag, keyed by ``(layer, name)`` (``layer=None``: device tags).
+
+    Layer ``k`` uses the OpenPLC map at ``2048 + 528 k`` when every layer fits it (``n_out <= 32``,
+    ``n_in <= 64``, all below register 4096); otherwise the tags are packed back to back from 2048 in
+    the same order. DeviceAge and DeviceTemperature (LREAL, 4 registers each) follow at
+    ``max(4096, end of the layer blocks)``, then per layer TraceCount, TraceInputs, TraceRawOutputs.
+
+    >>> registers = modbus_register_map([(5, 32), (32, 4)], trace_length=2)
+    >>> registers[0, "GainSet"], registers[1, "Inputs"], registers[None, "DeviceAge"], registers[1, "TraceCount"]
+    (2048, 2976, 4096, 4254)
+    """
+    openplc = (all(n_out <= 32 and n_in <= 64 for n_in, n_out in shapes)
+               and MODBUS_BASE + OPENPLC_STRIDE * len(shapes) <= OPENPLC_END)
+    registers: dict[tuple[int | None, str], int] = {}
+    address = MODBUS_BASE
+    for k, (n_in, n_out) in enumerate(shapes):
+        for name, offset in OPENPLC_OFFSETS.items():
+            if openplc:
+                registers[k, name] = MODBUS_BASE + OPENPLC_STRIDE * k + offset
+            else:
+                registers[k, name] = address
+                address += _registers(name, n_in, n_out, trace_length)
+    address = max(OPENPLC_END, MODBUS_BASE + OPENPLC_STRIDE * len(shapes) if openplc else address)
+    for name in DEVICE_TAGS:
+        registers[None, name], address = address, address + PLC_TYPES["LREAL"][1]
+    for k, (n_in, n_out) in enumerate(shapes):
+        for name in ("TraceCount", "TraceInputs", "TraceRawOutputs"):
+            registers[k, name] = address
+            address += _registers(name, n_in, n_out, trace_length)
+    if address > 65536:
+        raise ValueError(f"the Modbus layout needs registers up to {address - 1}, beyond 65535: "
+                         f"use a shorter trace_length than {trace_length}")
+    return registers
+
+
+def _registers(name: str, n_in: int, n_out: int, trace_length: int) -> int:
+    return PLC_TYPES[MODBUS_TYPES[name]][1] * (tag_length(name, n_in, n_out, trace_length) or 1)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """OSError naming ``host:port`` when something listens there already (the check a server start makes)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+class _Layer:
+    """One layer's block, tags and trace ring."""
+
+    def __init__(self, n_in: int, n_out: int, trace_length: int, block_args: dict) -> None:
+        self.n_in, self.n_out = n_in, n_out
+        self.block = CorrectionBlock(n_out, **block_args)
+        self.ring_in = np.zeros((trace_length, n_in), np.float32)
+        self.ring_out = np.zeros((trace_length, n_out), np.float32)
+        self.count = 0  # samples ever recorded, not wrapped
+        zeros_out = np.zeros(n_out, np.float32)
+        # The GVL's initial values: identity in the set, counters 0 (CommitCounter = AcceptedCommit: no set).
+        self.tags: dict[str, np.ndarray | int | bool] = {
+            "GainSet": np.ones(n_out, np.float32), "OffsetSet": zeros_out.copy(), "CommitCounter": 0,
+            "Heartbeat": 0, "AcceptedCommit": 0, "PlcHeartbeat": 0, "Status": int(Status.OK), "Fault": False,
+            "RawOutputs": zeros_out.copy(), "CorrectedOutputs": zeros_out.copy(),
+            "AppliedGain": np.ones(n_out, np.float32), "AppliedOffset": zeros_out.copy(),
+            "Inputs": np.zeros(n_in, np.float32), "TraceCount": 0,
+            "TraceInputs": self.ring_in.reshape(-1), "TraceRawOutputs": self.ring_out.reshape(-1)}  # live views
+
+
+class SimulatedPlc:
+    """A PLC program correcting every layer of a simulated network, cycle by cycle.
+
+    Parameters
+    ----------
+    net
+        The analog network (the hardware); its ``network.X`` is the process data.
+    cycle_s
+        The task interval ``dt`` the blocks are called with (``CycleTime``).
+    trace_length
+        Rows of each layer's trace ring buffer of (Inputs, RawOutputs).
+    age_rate
+        Simulated device seconds per real second: each cycle first ages the network by
+        ``age_rate * cycle_s`` (up to the device model's 1000-year horizon). 0 stops its clock.
+    seed
+        Seed of the process-row draws.
+    gain_min, gain_max, offset_min, offset_max, max_gain_step, max_offset_step, heartbeat_timeout_s
+        The blocks' parameters (:class:`~plc_anna.plc.logic.CorrectionBlock`), the same for every layer.
+
+    Attributes
+    ----------
+    cycles : int
+        Cycles run since construction.
+    cold_restarts : int
+        Calls of :meth:`cold_restart`; the servers watch it to reset the written tags they hold.
+    last_ideal : numpy.ndarray or None
+        The ideal digital outputs of the last layer for the last cycle's ``x`` (no analog error), for demos.
+
+    Raises
+    ------
+    ValueError
+        For parameters out of range or a network without held-out data to draw from.
+    """
+
+    def __init__(self, net: AnalogNetwork, *, cycle_s: float = 0.01, trace_length: int = 64, age_rate: float = 0.0,
+                 seed: int = 0, gain_min: float = 0.25, gain_max: float = 4.0, offset_min: float = -1.0e6,
+                 offset_max: float = 1.0e6, max_gain_step: float = 0.02, max_offset_step: float = 1.0e6,
+                 heartbeat_timeout_s: float = 0.5) -> None:
+        if not isinstance(net, AnalogNetwork):
+            raise ValueError(f"net must be an analog network (e.g. a SimulatedNetwork), got {type(net).__name__}")
+        if net.network.X is None or len(net.network.X) == 0:
+            raise ValueError(f"network {net.network.name!r} has no held-out X to draw process rows from")
+        self.cycle_s = float(cycle_s)
+        if not (math.isfinite(self.cycle_s) and self.cycle_s > 0):
+            raise ValueError(f"cycle_s must be a positive number of seconds, got {cycle_s!r}")
+        if not _is_int(trace_length) or trace_length < 1:
+            raise ValueError(f"trace_length must be an integer >= 1, got {trace_length!r}")
+        self.age_rate = float(age_rate)
+        if not (math.isfinite(self.age_rate) and self.age_rate >= 0):
+            raise ValueError(f"age_rate must be a finite number >= 0, got {age_rate!r}")
+        if self.age_rate > 0 and not hasattr(net, "set_age"):
+            raise ValueError(f"age_rate > 0 needs a network with its own clock (set_age); {type(net).__name__} "
+                             "has none")
+        if not _is_int(seed) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        self.net, self.trace_length, self.seed = net, int(trace_length), int(seed)
+        self._block_args = {"gain_min": gain_min, "gain_max": gain_max, "offset_min": offset_min,
+                            "offset_max": offset_max, "max_gain_step": max_gain_step,
+                            "max_offset_step": max_offset_step, "heartbeat_timeout_s": heartbeat_timeout_s}
+        self._rng = np.random.default_rng(self.seed)
+        self.cycles = 0
+        self.cold_restarts = 0
+        self.last_ideal: np.ndarray | None = None
+        self._layers = self._new_layers()  # checks the block parameters too
+
+    def _new_layers(self) -> list[_Layer]:
+        return [_Layer(spec.n_in, spec.n_out, self.trace_length, self._block_args) for spec in self.net.network.layers]
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """(n_in, n_out) per layer."""
+        return [(layer.n_in, layer.n_out) for layer in self._layers]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self._layers)
+
+    def block(self, layer: int) -> CorrectionBlock:
+        """The correction block of ``layer`` (its internal state: targets, stall timer)."""
+        return self._layers[self._index(layer)].block
+
+    # ---------------------------------------------------------------- tags
+    def tags(self, layer: int) -> dict[str, np.ndarray | int | bool]:
+        """The tags of ``layer`` by GVL name: float32 arrays, ``int`` counters and Status, ``bool`` Fault.
+
+        The arrays are the PLC's memory (the trace arrays are live views of the ring): read them,
+        write through :meth:`set_tag`.
+        """
+        return dict(self._layers[self._index(layer)].tags)
+
+    def device_tags(self) -> dict[str, float]:
+        """``DeviceAge`` (s) and ``DeviceTemperature`` (K) of the network now."""
+        return {"DeviceAge": float(self.net.age_s), "DeviceTemperature": float(self.net.temperature_k)}
+
+    def set_tag(self, layer: int, name: str, value) -> None:
+        """Store a written tag as the PLC stores it: GainSet/OffsetSet as REAL, the counters as UDINT.
+
+        Raises
+        ------
+        ValueError
+            For a read-only or unknown tag, an array of the wrong length, or a counter outside 0..2**32-1.
+        """
+        entry = self._layers[self._index(layer)]
+        if name not in WRITTEN_TAGS:
+            raise ValueError(f"{name!r} is not a written tag; the client writes {', '.join(WRITTEN_TAGS)}")
+        if LAYER_TAGS[name][0] == "REAL":
+            array = np.asarray(value, dtype=np.float64)
+            if array.shape != (entry.n_out,):
+                raise ValueError(f"layer {layer} {name} takes {entry.n_out} values, got shape {array.shape}")
+            with np.errstate(over="ignore"):  # beyond the REAL range is inf, as the PLC stores it
+                entry.tags[name] = array.astype(np.float32)
+        else:
+            if not _is_int(value) or not 0 <= value < UDINT_MODULUS:
+                raise ValueError(f"layer {layer} {name} is a UDINT (0..4294967295), got {value!r}")
+            entry.tags[name] = int(value)
+
+    def _index(self, layer: int) -> int:
+        if not _is_int(layer) or not 0 <= layer < len(self._layers):
+            raise ValueError(f"layer must be within 0..{len(self._layers) - 1}, got {layer!r}")
+        return int(layer)
+
+    # ---------------------------------------------------------------- the cycle
+    def cycle(self) -> None:
+        """One PLC cycle: age the network, draw a process row, run the chain of blocks, record the trace."""
+        if self.age_rate > 0:
+            self.net.set_age(min(self.net.age_s + self.age_rate * self.cycle_s, HORIZON_S))
+        network = self.net.network
+        x = network.X[self._rng.integers(len(network.X))]
+        a = x
+        for k, (entry, spec) in enumerate(zip(self._layers, network.layers)):
+            raw = self.net.read_layer(k, a[None, :])[0]
+            tags = entry.tags
+            result = entry.block.cycle(raw, tags["GainSet"], tags["OffsetSet"], tags["CommitCounter"],
+                                       tags["Heartbeat"], self.cycle_s)
+            inputs, raw32 = a.astype(np.float32), raw.astype(np.float32)
+            tags.update(Inputs=inputs, RawOutputs=raw32, CorrectedOutputs=result.corrected_outputs,
+                        AppliedGain=result.applied_gain, AppliedOffset=result.applied_offset,
+                        AcceptedCommit=result.accepted_commit, PlcHeartbeat=result.plc_heartbeat,
+                        Status=int(result.status), Fault=bool(result.fault))
+            row = entry.count % self.trace_length  # sample s lives in row s % trace_length
+            entry.ring_in[row], entry.ring_out[row] = inputs, raw32
+            entry.count += 1
+            tags["TraceCount"] = entry.count % UDINT_MODULUS
+            a = activate(result.corrected_outputs.astype(np.float64), spec.activation)
+        self.last_ideal = digital_forward(network, x[None, :])[0]
+        self.cycles += 1
+
+    def cold_restart(self) -> None:
+        """A PLC cold restart: every tag back to its initial value (D10: nothing is RETAIN).
+
+        The blocks start from identity with ``AcceptedCommit = 0``, the written tags from the GVL's
+        initial values (GainSet 1, OffsetSet 0, counters 0), the trace rings are cleared and
+        ``TraceCount`` is 0. The network (the hardware, its age) and the process-row draws go on.
+        """
+        self._layers = self._new_layers()
+        self.cold_restarts += 1
+
+    # ---------------------------------------------------------------- the tag map
+    def tag_map(self, protocol: str, endpoint: str, *, word_order: str = "big", user: str | None = None,
+                password_env: str | None = None, link: LinkSettings | None = None) -> TagMap:
+        """The tag map a client needs for this PLC over ``protocol`` at ``endpoint``.
+
+        Every layer with all required roles, ``applied_gain``, ``applied_offset``,
+        ``corrected_outputs`` and the trace; the device tags ``age_s`` and ``temperature_k``.
+        With a ``user``, the password is read from ``password_env`` (default ``PLC_ANNA_PLC_PASSWORD``).
+        """
+        if protocol not in ("opcua", "modbus"):
+            raise ValueError(f"protocol must be 'opcua' or 'modbus', got {protocol!r}")
+        registers = modbus_register_map(self.shapes, self.trace_length) if protocol == "modbus" else {}
+
+        def tag(layer: int | None, name: str, plc_type: str, length: int | None, role: str) -> Tag:
+            address = registers[layer, name] if registers else opcua_nodeid(layer, name)
+            return Tag(role=role, address=address, plc_type=plc_type, length=length)
+
+        layers = []
+        for k, (n_in, n_out) in enumerate(self.shapes):
+            roles = {ROLES[name]: tag(k, name, MODBUS_TYPES[name] if registers else plc_type,
+                                      tag_length(name, n_in, n_out, self.trace_length), ROLES[name])
+                     for name, (plc_type, _) in LAYER_TAGS.items()}
+            layers.append(LayerTags(index=k, trace_length=self.trace_length, **roles))
+        device = DeviceTags(**{role: tag(None, name, "LREAL", None, role) for name, role in DEVICE_TAGS.items()},
+                            temperature=float(self.net.temperature_k))
+        plc = PlcSettings(protocol=protocol, endpoint=endpoint, user=user,
+                          password_env=(password_env or PASSWORD_ENV) if user else None,
+                          unit_id=1, word_order=word_order)
+        return TagMap(plc=plc, layers=tuple(layers), link=link or LinkSettings(), device=device,
+                      network=self.net.network.name, source=f"simulated PLC at {endpoint}")
+
+
+class SimulatedPlcServer(ABC):
+    """What both protocol servers share: the lifecycle and the cycle task on absolute deadlines.
+
+    A subclass fills :meth:`_start`, :meth:`_stop`, :meth:`_copy_in` (written tags from the
+    protocol's memory into the program) and :meth:`_publish` (the program's tags out; with
+    ``written=True`` the written tags too). The cycle runs in the server's event loop and does not
+    yield between copy-in and publish, so a client request is never split by a cycle.
+    """
+
+    def __init__(self, plc: SimulatedPlc, *, run_cycles: bool = True) -> None:
+        if not isinstance(plc, SimulatedPlc):
+            raise ValueError(f"plc must be a SimulatedPlc, got {type(plc).__name__}")
+        self.plc = plc
+        self.run_cycles = run_cycles
+        self.overruns = 0  #: deadlines skipped because a cycle ended late
+        self.failures = 0  #: cycles that raised (logged; the next runs as scheduled)
+        self._task: asyncio.Task | None = None
+        self._restarts_seen = plc.cold_restarts
+        self._running = False
+
+    async def __aenter__(self):
+        await self._start()
+        try:
+            await self._publish(written=True)
+        except BaseException:
+            await self._stop()
+            raise
+        self._running = True
+        if self.run_cycles:
+            self._task = asyncio.create_task(self._run(), name=f"{type(self).__name__} cycle")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._running = False
+        await self._stop()
+
+    async def step(self) -> None:
+        """Exactly one PLC cycle: copy the written tags in, run the program, publish its tags.
+
+        For a server made with ``run_cycles=False``: a test steps the PLC cycle by cycle.
+        """
+        if self.plc.cold_restarts != self._restarts_seen:
+            # The PLC's memory was reset: the protocol's copy of the written tags must follow.
+            self._restarts_seen = self.plc.cold_restarts
+            await self._publish(written=True)
+        self._copy_in()
+        self.plc.cycle()
+        await self._publish(written=False)
+
+    async def restart(self, down_s: float) -> None:
+        """A communication restart: stop listening (clients are dropped), wait ``down_s``, listen again.
+
+        The program, its tags and the cycle task run on, so the heartbeat watchdog sees the stall.
+        """
+        if not (math.isfinite(down_s) and down_s >= 0):
+            raise ValueError(f"down_s must be a finite number of seconds >= 0, got {down_s!r}")
+        if not self._running:
+            raise RuntimeError("restart() needs a running server: use it inside 'async with'")
+        await self._stop_listening()
+        await asyncio.sleep(down_s)
+        await self._start_listening()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.plc.cycle_s
+        deadline = loop.time()
+        while True:
+            try:
+                await self.step()
+            except Exception:  # a PLC keeps cycling; the log says what broke
+                self.failures += 1
+                if self.failures == 1 or self.failures % 1000 == 0:  # not 100 tracebacks a second
+                    logger.exception("simulated PLC cycle failed (%d failures so far)", self.failures)
+            deadline += period
+            late = loop.time() - deadline
+            if late > 0:  # missed deadlines are skipped, not run back to back
+                missed = int(late // period) + 1
+                self.overruns += missed
+                deadline += missed * period
+            await asyncio.sleep(deadline - loop.time())
+
+    @abstractmethod
+    async def _start(self) -> None: ...
+
+    @abstractmethod
+    async def _stop(self) -> None: ...
+
+    @abstractmethod
+    async def _start_listening(self) -> None: ...
+
+    @abstractmethod
+    async def _stop_listening(self) -> None: ...
+
+    @abstractmethod
+    def _copy_in(self) -> None: ...
+
+    @abstractmethod
+    async def _publish(self, written: bool) -> None: ...
+
+
+__all__ = ["DEVICE_NAME", "DEVICE_TAGS", "LAYER_TAGS", "MODBUS_TYPES", "NAMESPACE_INDEX", "NAMESPACE_URI",
+           "WRITTEN_TAGS", "SimulatedPlc", "SimulatedPlcServer", "check_port_free", "modbus_register_map",
+           "opcua_nodeid", "tag_length"]
