@@ -12,6 +12,7 @@ from rich.table import Table
 
 from plc_anna import __version__
 from plc_anna.ageing import simulate_ageing
+from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.jsonio import write_json
 from plc_anna.units import format_age, parse_ages
 

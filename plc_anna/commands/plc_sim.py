@@ -41,6 +41,8 @@ class EndpointInUse(click.ClickException):
               help="Simulated device seconds per real second (0: the device does not age).")
 @click.option("--trace-length", default=64, show_default=True, type=click.IntRange(1, 100000),
               help="Rows of each layer's trace ring buffer.")
+@click.option("--samples-per-cycle", default=1, show_default=True, type=click.IntRange(1, 4096),
+              help="Process samples per cycle, as an oversampling input card delivers them.")
 @click.option("--user", help="OPC UA: the only user name accepted (anonymous when not given).")
 @click.option("--password", envvar=PASSWORD_ENV, show_envvar=True, help="OPC UA: the password of --user.")
 @click.option("--word-order", type=click.Choice(["big", "little"]), default="big", show_default=True,
@@ -48,7 +50,7 @@ class EndpointInUse(click.ClickException):
 @click.option("--tag-map-out", type=click.Path(dir_okay=False), help="Write the tag map (TOML) for clients here.")
 @click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
 def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: int, cycle_ms: float,
-            age_rate: float, trace_length: int, user: str | None, password: str | None, word_order: str,
+            age_rate: float, trace_length: int, samples_per_cycle: int, user: str | None, password: str | None, word_order: str,
             tag_map_out: str | None, duration: float | None) -> None:
     """Run a simulated PLC: one correction block per layer of a simulated network, until Ctrl-C."""
     from plc_anna.device.simulated import SimulatedNetwork
@@ -64,7 +66,7 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
         network = SimulatedNetwork(net, device, seed=seed)
         network.set_age(START_AGE_S)
         plc = SimulatedPlc(network, cycle_s=cycle_ms / 1000.0, trace_length=trace_length, age_rate=age_rate,
-                           seed=seed)
+                           seed=seed, samples_per_cycle=samples_per_cycle)
         if protocol == "opcua":
             from plc_anna.plc.sim_opcua import SimulatedPlcOpcUa
             server = SimulatedPlcOpcUa(plc, endpoint, user=user, password=password if user else None)

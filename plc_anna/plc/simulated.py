@@ -191,6 +191,11 @@ class SimulatedPlc:
         ``age_rate * cycle_s`` (up to the device model's 1000-year horizon). 0 stops its clock.
     seed
         Seed of the process-row draws.
+    samples_per_cycle
+        Process samples taken each cycle, as an oversampling input card delivers them: every one
+        goes through the network and into the trace; the blocks and the scalar tags (``Inputs``,
+        ``RawOutputs``, ``CorrectedOutputs``) take the newest. Each sample's next-layer input is
+        corrected with the block's applied gain and offset of this cycle.
     gain_min, gain_max, offset_min, offset_max, max_gain_step, max_offset_step, heartbeat_timeout_s
         The blocks' parameters (:class:`~plc_anna.plc.logic.CorrectionBlock`), the same for every layer.
 
@@ -210,8 +215,8 @@ class SimulatedPlc:
     """
 
     def __init__(self, net: AnalogNetwork, *, cycle_s: float = 0.01, trace_length: int = 64, age_rate: float = 0.0,
-                 seed: int = 0, gain_min: float = 0.25, gain_max: float = 4.0, offset_min: float = -1.0e6,
-                 offset_max: float = 1.0e6, max_gain_step: float = 0.02, max_offset_step: float = 1.0e6,
+                 seed: int = 0, samples_per_cycle: int = 1, gain_min: float = 0.25, gain_max: float = 4.0,
+                 offset_min: float = -1.0e6, offset_max: float = 1.0e6, max_gain_step: float = 0.02, max_offset_step: float = 1.0e6,
                  heartbeat_timeout_s: float = 0.5) -> None:
         if not isinstance(net, AnalogNetwork):
             raise ValueError(f"net must be an analog network (e.g. a SimulatedNetwork), got {type(net).__name__}")
@@ -230,6 +235,9 @@ class SimulatedPlc:
                              "has none")
         if not _is_int(seed) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if not _is_int(samples_per_cycle) or samples_per_cycle < 1:
+            raise ValueError(f"samples_per_cycle must be an integer >= 1, got {samples_per_cycle!r}")
+        self.samples_per_cycle = int(samples_per_cycle)
         self.net, self.trace_length, self.seed = net, int(trace_length), int(seed)
         self._block_args = {"gain_min": gain_min, "gain_max": gain_max, "offset_min": offset_min,
                             "offset_max": offset_max, "max_gain_step": max_gain_step,
@@ -302,24 +310,28 @@ class SimulatedPlc:
         if self.age_rate > 0:
             self.net.set_age(min(self.net.age_s + self.age_rate * self.cycle_s, HORIZON_S))
         network = self.net.network
-        x = network.X[self._rng.integers(len(network.X))]
-        a = x
+        X = network.X[self._rng.integers(len(network.X), size=self.samples_per_cycle)]
+        a = X
         for k, (entry, spec) in enumerate(zip(self._layers, network.layers)):
-            raw = self.net.read_layer(k, a[None, :])[0]
+            raw = self.net.read_layer(k, a)
             tags = entry.tags
-            result = entry.block.cycle(raw, tags["GainSet"], tags["OffsetSet"], tags["CommitCounter"],
+            # The block runs once per cycle on the newest sample, as the ladder examples do.
+            result = entry.block.cycle(raw[-1], tags["GainSet"], tags["OffsetSet"], tags["CommitCounter"],
                                        tags["Heartbeat"], self.cycle_s)
             inputs, raw32 = a.astype(np.float32), raw.astype(np.float32)
-            tags.update(Inputs=inputs, RawOutputs=raw32, CorrectedOutputs=result.corrected_outputs,
+            tags.update(Inputs=inputs[-1], RawOutputs=raw32[-1], CorrectedOutputs=result.corrected_outputs,
                         AppliedGain=result.applied_gain, AppliedOffset=result.applied_offset,
                         AcceptedCommit=result.accepted_commit, PlcHeartbeat=result.plc_heartbeat,
                         Status=int(result.status), Fault=bool(result.fault))
-            row = entry.count % self.trace_length  # sample s lives in row s % trace_length
-            entry.ring_in[row], entry.ring_out[row] = inputs, raw32
-            entry.count += 1
+            for row_in, row_out in zip(inputs, raw32):
+                row = entry.count % self.trace_length  # sample s lives in row s % trace_length
+                entry.ring_in[row], entry.ring_out[row] = row_in, row_out
+                entry.count += 1
             tags["TraceCount"] = entry.count % UDINT_MODULUS
-            a = activate(result.corrected_outputs.astype(np.float64), spec.activation)
-        self.last_ideal = digital_forward(network, x[None, :])[0]
+            with np.errstate(over="ignore", invalid="ignore"):  # REAL arithmetic, as the block's output step
+                corrected = result.applied_gain * raw32 + result.applied_offset
+            a = activate(corrected.astype(np.float64), spec.activation)
+        self.last_ideal = digital_forward(network, X[-1:])[0]
         self.cycles += 1
 
     def cold_restart(self) -> None:

@@ -251,3 +251,29 @@ def test_cycle_task_skips_missed_deadlines_and_survives_failures(monkeypatch):
     server = asyncio.run(run())
     assert server.failures == 1 and len(calls) >= 3
     assert len(calls) <= 12 and server.overruns >= 2 * (len(calls) - 2)
+
+
+def test_oversampling_puts_every_sample_through_the_chain_and_into_the_trace():
+    plc = make_plc(trace_length=8, samples_per_cycle=4)
+    plc.set_tag(0, "GainSet", np.full(32, 1.5))
+    plc.set_tag(0, "CommitCounter", 1)
+    beat(plc, 1)
+    plc.cycle()
+    plc.cycle()
+    network = plc.net.network
+    gain0, offset0 = plc.tags(0)["AppliedGain"], plc.tags(0)["AppliedOffset"]
+    for k, layer in enumerate(network.layers):
+        tags = plc.tags(k)
+        assert tags["TraceCount"] == 8
+        rows_in = tags["TraceInputs"].reshape(8, layer.n_in)
+        rows_out = tags["TraceRawOutputs"].reshape(8, layer.n_out)
+        np.testing.assert_allclose(rows_out, rows_in.astype(float) @ layer.weights.T + layer.bias,
+                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(tags["Inputs"], rows_in[-1])   # the scalar tags show the newest sample
+    # The second cycle's four samples reached layer 1 through layer 0's applied correction.
+    rows0 = plc.tags(0)["TraceRawOutputs"].reshape(8, 32)[4:]
+    np.testing.assert_allclose(plc.tags(1)["TraceInputs"].reshape(8, 32)[4:],
+                               activate((gain0 * rows0 + offset0).astype(float), network.layers[0].activation),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="samples_per_cycle must be an integer >= 1"):
+        make_plc(samples_per_cycle=0)
