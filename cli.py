@@ -54,6 +54,9 @@ def main() -> None:
     """plc-anna: keep analog neural networks accurate in factory control."""
 
 
+main.add_command(plc_sim)
+
+
 @main.command()
 @click.option("--net", "net", default="digits", show_default=True,
               help="Shipped network (digits, thermocouple) or path to a network .npz.")
