@@ -125,7 +125,7 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "blas": blas, "load_average_1min": _load_average()}
 
 
-def _ms(seconds: Sequence[float], keys: tuple[str, ...] = ("p50", "p99", "max")) -> dict[str, float]:
+def percentiles_ms(seconds: Sequence[float], keys: tuple[str, ...] = ("p50", "p99", "max")) -> dict[str, float]:
     ms = 1e3 * np.asarray(seconds, dtype=float)
     if ms.size == 0:
         return {key: math.nan for key in keys}
@@ -278,24 +278,24 @@ async def _one_run(columns: int, scan_ms: float, cycles: int, seed: int, samples
     states = {}
     for name in dict.fromkeys(r.states):
         picked = [t for t, s in zip(r.compute, r.states) if s == name]
-        states[name] = {"cycles": len(picked), **_ms(picked)}
+        states[name] = {"cycles": len(picked), **percentiles_ms(picked)}
     return {
         "columns": columns,
         "scan_ms": float(scan_ms),
         "cycles": len(r.compute),
-        "compute_ms": _ms(r.compute),
-        "lateness_ms": _ms(r.lateness),
+        "compute_ms": percentiles_ms(r.compute),
+        "lateness_ms": percentiles_ms(r.lateness),
         "overruns": int(r.overruns),
-        "server_update_ms": _ms(r.update, ("p50", "p99")),
-        "bare_asyncua_update_ms": _ms(bare, ("p50", "p99")),
+        "server_update_ms": percentiles_ms(r.update, ("p50", "p99")),
+        "bare_asyncua_update_ms": percentiles_ms(bare, ("p50", "p99")),
         "inputs": INPUTS,
         "samples_per_scan": samples_per_scan,
         "age_rate": age_rate,
-        "read_ms": _ms(r.read),
-        "work_ms": _ms(r.work_times),
-        "cycle_ms": _ms(r.cycle),
-        "server_update_max_ms": _ms(r.update, ("max",))["max"],
-        "bare_asyncua_update_max_ms": _ms(bare, ("max",))["max"],
+        "read_ms": percentiles_ms(r.read),
+        "work_ms": percentiles_ms(r.work_times),
+        "cycle_ms": percentiles_ms(r.cycle),
+        "server_update_max_ms": percentiles_ms(r.update, ("max",))["max"],
+        "bare_asyncua_update_max_ms": percentiles_ms(bare, ("max",))["max"],
         "compute_by_state_ms": states,
         "events": r.events,
         "overrun_cycles": r.overrun_cycles[:100],

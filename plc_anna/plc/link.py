@@ -47,7 +47,7 @@ COUNTER_MODULUS = 2**32
 #: Events the link raises; the severity follows the OPC UA scale (1..1000).
 EVENT_SEVERITY = {"link_lost": 800, "link_restored": 300, "write_refused": 700, "verify_failed": 700,
                   "set_rejected": 700, "commit_timeout": 600, "plc_fault": 800, "plc_fault_cleared": 300,
-                  "plc_stopped": 800, "plc_running": 300}
+                  "plc_stopped": 800, "plc_running": 300, "set_lost": 700}
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,11 @@ class PlcLink:
         self.sets_written = 0
         self.missed_heartbeats = 0
         self.write_s: deque[float] = deque(maxlen=100_000)
-        """Duration of each cycle's write (and read-back of a set), in seconds."""
+        """Duration of each batched write that carried a new set (heartbeat, gain, offset, counter), in seconds."""
+        self.verify_s: deque[float] = deque(maxlen=100_000)
+        """Duration of each read-back of a written set, in seconds."""
+        self.heartbeat_s: deque[float] = deque(maxlen=100_000)
+        """Duration of each write that carried only the heartbeat, in seconds."""
         self._lock = threading.Lock()
         self._delays = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
         self._next_attempt = -math.inf
@@ -278,9 +282,11 @@ class PlcLink:
         except LinkError:
             self.missed_heartbeats += 1
             raise
+        written = time.perf_counter()
+        (self.write_s if sets else self.heartbeat_s).append(written - start)
         if sets and self.settings.verify:
             await self._verify(sets)
-        self.write_s.append(time.perf_counter() - start)
+            self.verify_s.append(time.perf_counter() - written)
         for index, (gain, offset, counter) in sets.items():
             entry = self.layers[index]
             entry.gain, entry.offset, entry.counter = gain, offset, counter
@@ -318,6 +324,13 @@ class PlcLink:
         entry.accepted = accepted
         if entry.pending_since is not None and accepted == entry.counter:
             entry.pending_since = None
+        elif entry.pending_since is None and accepted != entry.counter:
+            # The PLC no longer holds our last set: it restarted cold, or another client writes sets.
+            self._emit("set_lost", f"layer {index}: the PLC's AcceptedCommit is {accepted}, the link's last set "
+                       f"was {entry.counter}: the PLC restarted or another client writes; taking the PLC's "
+                       "values as the ramp position", index)
+            self._synced = False
+            self._next_attempt = -math.inf
         if status == 3 and entry.rejected_counter != accepted:
             entry.rejected_counter = accepted
             self._emit("set_rejected", f"layer {index}: the PLC rejected set {accepted} (Status 3)", index)
