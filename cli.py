@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from plc_anna import __version__
 from plc_anna.ageing import simulate_ageing
+from plc_anna.commands.bench_link import bench_link
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.jsonio import write_json
 from plc_anna.units import format_age, parse_ages
@@ -50,8 +52,38 @@ def _ageing_table(report: dict) -> Table:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="plc-anna")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="Log more: -v plc-anna's own steps, -vv the protocol libraries too.")
+def main(verbose: int) -> None:
     """plc-anna: keep analog neural networks accurate in factory control."""
+    _configure_logging(verbose)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr``, whatever replaced it since (a test runner, a pipe)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _configure_logging(verbose: int) -> None:
+    """Warnings of plc-anna on stderr; the protocol libraries' own logs (frame dumps on every lost
+    connection) only with -vv: plc-anna reports those failures itself, in one line."""
+    import logging
+
+    root = logging.getLogger()
+    if not any(getattr(handler, "plc_anna", False) for handler in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.plc_anna = True
+        root.addHandler(handler)
+    logging.getLogger("plc_anna").setLevel(logging.INFO if verbose >= 1 else logging.WARNING)
+    for name in ("asyncua", "pymodbus"):
+        logging.getLogger(name).setLevel(logging.WARNING if verbose >= 2 else logging.CRITICAL)
 
 
 main.add_command(plc_sim)
@@ -413,6 +445,9 @@ def bench_detect(scans, samples_per_scan, seed, quick, json_path, plot_path) -> 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+bench.add_command(bench_link)
 
 
 @bench.command("cycle")

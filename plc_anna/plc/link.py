@@ -16,10 +16,10 @@ One :meth:`PlcLink.cycle` per scan:
    ``CommitCounter + 1``. The new set moves from the last-good set toward the
    target by at most ``max_gain_step``/``max_offset_step``, so the PLC never
    sees a jump the link's own ramp would not make.
-3. **Verify**: read the written set back (``verify = true``); only a set read
-   back equal becomes last-good. Then read the PLC's ``AcceptedCommit``,
-   ``PlcHeartbeat``, ``Status`` and ``Fault`` (and the tags an observer asked
-   for, such as a PLC-observed network's inputs and raw outputs).
+3. **Verify**: in one read, the written set back (``verify = true``; only a
+   set read back equal becomes last-good), the PLC's ``AcceptedCommit``,
+   ``PlcHeartbeat``, ``Status`` and ``Fault``, and the tags an observer asked
+   for (a PLC-observed network's inputs and raw outputs).
 
 A lost connection holds the last-good set (the PLC's watchdog holds its applied
 values), raises a ``link_lost`` :class:`LinkEvent` once and retries with
@@ -120,7 +120,7 @@ class PlcLink:
         self.write_s: deque[float] = deque(maxlen=100_000)
         """Duration of each batched write that carried a new set (heartbeat, gain, offset, counter), in seconds."""
         self.verify_s: deque[float] = deque(maxlen=100_000)
-        """Duration of each read-back of a written set, in seconds."""
+        """Duration of each cycle's read after a written set: its read-back with the status (one request)."""
         self.heartbeat_s: deque[float] = deque(maxlen=100_000)
         """Duration of each write that carried only the heartbeat, in seconds."""
         self._lock = threading.Lock()
@@ -187,8 +187,8 @@ class PlcLink:
                 self.missed_heartbeats += 1
                 return
         try:
-            await self._write(now)
-            await self._read_status(now)
+            sets = await self._write(now)
+            await self._read(now, sets)
         except Unreachable as exc:
             self._lost(exc, now)
         except LinkError as exc:
@@ -264,7 +264,8 @@ class PlcLink:
                     float(np.max(np.abs(offset - entry.offset), initial=0.0)))
         return (gain, offset) if moved > self.settings.deadband else None
 
-    async def _write(self, now: float) -> None:
+    async def _write(self, now: float) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
+        """Write the heartbeat and the new sets as one batch; the sets written, by layer."""
         self.heartbeat = (self.heartbeat + 1) % COUNTER_MODULUS
         items: list[tuple[Tag, object]] = [(entry.tags.heartbeat, self.heartbeat) for entry in self.layers.values()]
         sets = {}
@@ -282,41 +283,43 @@ class PlcLink:
         except LinkError:
             self.missed_heartbeats += 1
             raise
-        written = time.perf_counter()
-        (self.write_s if sets else self.heartbeat_s).append(written - start)
-        if sets and self.settings.verify:
-            await self._verify(sets)
-            self.verify_s.append(time.perf_counter() - written)
-        for index, (gain, offset, counter) in sets.items():
+        (self.write_s if sets else self.heartbeat_s).append(time.perf_counter() - start)
+        return sets
+
+    async def _read(self, now: float, sets: dict) -> None:
+        """One read of everything this cycle needs: the read-back of the sets just written, every layer's
+        status, and the observer's tags (a round trip per cycle, not three)."""
+        verify = [tag for index in sets for tag in (self.layers[index].tags.gain_set,
+                                                     self.layers[index].tags.offset_set,
+                                                     self.layers[index].tags.commit_counter)]
+        verify = verify if self.settings.verify else []
+        status = [tag for entry in self.layers.values()
+                  for tag in (entry.tags.accepted_commit, entry.tags.plc_heartbeat, entry.tags.status,
+                              entry.tags.fault)]
+        extra = list(self.observe[0]) if self.observe is not None else []
+        start = time.perf_counter()
+        values = await self.transport.read(verify + status + extra)
+        if sets:
+            self.verify_s.append(time.perf_counter() - start)
+        for k, (index, (gain, offset, counter)) in enumerate(sets.items()):
+            if verify:
+                got_gain, got_offset, got_counter = values[3 * k: 3 * k + 3]
+                if not (np.array_equal(np.asarray(got_gain, np.float32), gain)
+                        and np.array_equal(np.asarray(got_offset, np.float32), offset) and got_counter == counter):
+                    self._emit("verify_failed", f"layer {index}: the set read back differs from set {counter} "
+                               "as written; the last-good set is kept", index)
+                    raise LinkError(f"{self.transport.endpoint}: read-back of set {counter} on layer {index} "
+                                    "differs")
             entry = self.layers[index]
             entry.gain, entry.offset, entry.counter = gain, offset, counter
             entry.pending_since = entry.last_commit = now
             self.sets_written += 1
-
-    async def _verify(self, sets: dict) -> None:
-        tags = [tag for index in sets for tag in (self.layers[index].tags.gain_set,
-                                                   self.layers[index].tags.offset_set,
-                                                   self.layers[index].tags.commit_counter)]
-        values = await self.transport.read(tags)
-        for k, (index, (gain, offset, counter)) in enumerate(sets.items()):
-            got_gain, got_offset, got_counter = values[3 * k: 3 * k + 3]
-            if not (np.array_equal(np.asarray(got_gain, np.float32), gain)
-                    and np.array_equal(np.asarray(got_offset, np.float32), offset) and got_counter == counter):
-                self._emit("verify_failed", f"layer {index}: the set read back differs from set {counter} "
-                           "as written; the last-good set is kept", index)
-                raise LinkError(f"{self.transport.endpoint}: read-back of set {counter} on layer {index} differs")
-
-    async def _read_status(self, now: float) -> None:
-        tags = [tag for entry in self.layers.values()
-                for tag in (entry.tags.accepted_commit, entry.tags.plc_heartbeat, entry.tags.status,
-                            entry.tags.fault)]
-        extra = list(self.observe[0]) if self.observe is not None else []
-        values = await self.transport.read(tags + extra)
+        values = values[len(verify):]
         for k, entry in enumerate(self.layers.values()):
-            accepted, beat, status, fault = values[4 * k: 4 * k + 4]
-            self._check_layer(entry, int(accepted), int(beat), int(status), bool(fault), now)
+            accepted, beat, status_code, fault = values[4 * k: 4 * k + 4]
+            self._check_layer(entry, int(accepted), int(beat), int(status_code), bool(fault), now)
         if self.observe is not None:
-            self.observe[1](values[len(tags):])
+            self.observe[1](values[len(status):])
 
     def _check_layer(self, entry: _LayerLink, accepted: int, beat: int, status: int, fault: bool,
                      now: float) -> None:
