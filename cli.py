@@ -14,6 +14,7 @@ from rich.table import Table
 from plc_anna import __version__
 from plc_anna.ageing import simulate_ageing
 from plc_anna.commands.bench_link import bench_link
+from plc_anna.commands.demo import demo
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.jsonio import write_json
 from plc_anna.units import format_age, parse_ages
@@ -86,6 +87,7 @@ def _configure_logging(verbose: int) -> None:
         logging.getLogger(name).setLevel(logging.WARNING if verbose >= 2 else logging.CRITICAL)
 
 
+main.add_command(demo)
 main.add_command(plc_sim)
 
 
@@ -113,61 +115,6 @@ def simulate(net: str, device: str, ages: list[float], seed: int, json_path: str
     console.print(_ageing_table(report))
     if json_path:
         console.print(f"report written to {json_path}")
-
-
-@main.command()
-@click.option("--net", "nets", multiple=True, help="Network(s) to age (default: thermocouple, digits).")
-@click.option("--device", default="pcm", show_default=True, help="Device preset or .toml path.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
-@click.option("--scans", default=2400, show_default=True, type=click.IntRange(min=60),
-              help="Scans of 64 samples from 1 minute to 10 years.")
-def demo(nets: tuple[str, ...], device: str, seed: int, scans: int) -> None:
-    """Age the shipped networks through 10 years while plc-anna compensates.
-
-    Each row is a checkpoint: the last layer's drift state, Fisher-Rao
-    distance and range of gains (the PLC's Gain[j] tags), and the RMS error
-    against the ideal digital network without and with the correction.
-    """
-    from plc_anna.demo import run_demo
-    from plc_anna.device.network import load_network
-
-    console = Console()
-    start = time.perf_counter()
-    summaries = []
-    try:
-        for net in nets or ("thermocouple", "digits"):
-            network_is_classifier = load_network(net).task == "classification"
-            table = Table(title=f"{net} on {device}, seed {seed}: 10 years of drift, compensated")
-            for column in ("age", "state", "d_FR", "gain", "error raw", "error corr"):
-                table.add_column(column, justify="right")
-            if network_is_classifier:
-                table.add_column("acc raw", justify="right")
-                table.add_column("acc corr", justify="right")
-            rows = []
-
-            def show(row, table=table, rows=rows, classifier=network_is_classifier):
-                rows.append(row)
-                unit = f" {row['unit']}" if row["unit"] else ""
-                cells = [row["age"], row["states"][-1].capitalize(), f"{row['distance']:.3g}",
-                         f"{row['gain_min']:.2f}-{row['gain_max']:.2f}", f"{row['rmse_uncorrected']:.3g}{unit}",
-                         f"{row['rmse_corrected']:.3g}{unit}"]
-                if classifier:
-                    cells += [f"{100 * row['metric_uncorrected']:.1f} %", f"{100 * row['metric_corrected']:.1f} %"]
-                table.add_row(*cells)
-
-            with Live(table, console=console, refresh_per_second=8):
-                run_demo(net, device, seed=seed, scans=scans, on_row=show)
-            console.print()
-            last = rows[-1]
-            summaries.append(f"{net}: after 10 years the error against the ideal network is "
-                             f"{last['rmse_uncorrected']:.3g} uncorrected and {last['rmse_corrected']:.3g} "
-                             f"corrected{' ' + last['unit'] if last['unit'] else ''}")
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    for line in summaries:
-        console.print(line)
-    console.print(f"10 simulated years in {time.perf_counter() - start:.1f} s of wall time "
-                  "(simulated network; the OPC UA server and PLC link join this demo as they land).")
 
 
 @main.command()

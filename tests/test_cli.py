@@ -73,10 +73,24 @@ def test_bad_device_file_is_named(runner, tmp_path):
     assert "'nu_std' must be >= 0" in result.output and str(path) in result.output
 
 
-def test_demo_runs(runner):
-    result = runner.invoke(main, ["demo"])
+def test_offline_demo_runs(runner):
+    result = runner.invoke(main, ["demo", "--offline"])
     assert result.exit_code == 0, result.output
     assert "digits" in result.output and "thermocouple" in result.output and "10y" in result.output
+
+
+def test_the_end_to_end_demo_compensates_through_the_plc(runner, tmp_path):
+    """The README's first command, short: network, simulated PLC and server, over real OPC UA."""
+    report = tmp_path / "demo.json"
+    result = runner.invoke(main, ["demo", "--duration", "10", "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "10y" in result.output and "uncorrected" in result.output
+    summary = json.loads(report.read_text())
+    final = summary["final"]
+    assert final["age"] == "10y" and final["connected"]
+    assert final["rmse_corrected"] < 0.6 * final["rmse_uncorrected"]   # the PLC's correction works
+    assert summary["link"]["sets_accepted"] > 3 and summary["link"]["reconnects"] == 0
+    assert [row["checkpoint"] for row in summary["checkpoints"]] == ["1h", "1d", "30d", "1y", "10y"]
 
 
 def test_installed_console_script():

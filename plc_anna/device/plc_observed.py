@@ -16,6 +16,7 @@ applied by the PLC (sink ``plc``).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -72,11 +73,10 @@ class PlcObservedNetwork(AnalogNetwork):
     # ----------------------------------------------------------------- clock
     @property
     def age_s(self) -> float:
+        """Seconds since programming: from ``programmed_at``, or the PLC's age tag (NaN until first read)."""
         if self.tag_map.device.age_s is None:
             return time.time() - self.tag_map.device.programmed_at
-        if self._age_s is None:
-            raise ValueError("the device's age has not been read from the PLC yet")
-        return self._age_s
+        return math.nan if self._age_s is None else self._age_s
 
     @property
     def temperature_k(self) -> float:

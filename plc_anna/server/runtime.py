@@ -200,7 +200,9 @@ class Runtime:
     def state_dict(self) -> dict[str, Any]:
         """What a restart needs: the compensator's state, the device's age and temperature, the counters."""
         return {"format": STATE_FORMAT, "scan": self.scan, "commit_counter": self.commit_counter,
-                "age_s": self.net.age_s, "temperature_k": self.net.temperature_k,
+                # An observed network's age is NaN until the PLC was first read: stored as null.
+                "age_s": self.net.age_s if math.isfinite(self.net.age_s) else None,
+                "temperature_k": self.net.temperature_k,
                 "compensator": self.compensator.state_dict()}
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
@@ -209,11 +211,14 @@ class Runtime:
             raise ValueError(f"not a saved server state of format {STATE_FORMAT}")
         try:
             scan, counter = int(data["scan"]), int(data["commit_counter"]) % COUNTER_MODULUS
-            age, temperature = _finite(data["age_s"], "age"), _finite(data["temperature_k"], "temperature")
+            age = math.nan if data["age_s"] is None else float(data["age_s"])
+            temperature = float(data["temperature_k"])
             saved = data["compensator"]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"a saved server state lacks {exc}") from None
         if isinstance(self.net, SimulatedNetwork):  # check what the device takes before anything changes
+            # (an observed network's clock is the plant's: a saved age is not restored, and may be NaN)
+            age, temperature = _finite(age, "age"), _finite(temperature, "temperature")
             if not 0.0 <= age <= HORIZON_S:
                 raise ValueError(f"a saved age of {age} s is outside 0..{HORIZON_S:.4g} s")
             if not 1.0 <= temperature <= 1000.0:
