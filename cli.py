@@ -125,14 +125,23 @@ def simulate(net: str, device: str, ages: list[float], seed: int, json_path: str
 @click.option("--endpoint", help="URL to listen on, e.g. opc.tcp://127.0.0.1:4840/plc-anna.")
 @click.option("--scan-ms", type=click.IntRange(5, 10000), help="Scan period in milliseconds.")
 @click.option("--test-rig", is_flag=True, default=None, help="Offer the test-rig methods (engineers only).")
-def serve(config_path, config_dir, endpoint, scan_ms, test_rig) -> None:
-    """Run the OPC UA server: the network, its compensator and their history, until Ctrl-C."""
+@click.option("--tag-map", type=click.Path(exists=True, dir_okay=False),
+              help="Write the corrections to the PLC of this tag map (docs/tag-map.md).")
+@click.option("--device-backend", type=click.Choice(["simulated", "plc"]),
+              help="simulated, or plc: a physical network observed through the tag map's PLC.")
+def serve(config_path, config_dir, endpoint, scan_ms, test_rig, tag_map, device_backend) -> None:
+    """Run the OPC UA server: the network, its compensator and their history, until Ctrl-C.
+
+    With a tag map the corrections go to the PLC every scan (docs/plc-link.md); with
+    --device-backend plc the network's inputs and raw outputs come from the PLC as well.
+    """
     import asyncio
 
     from plc_anna.server.app import PlcAnnaServer
     from plc_anna.server.config import ServerConfig, load_server_config
 
-    overrides = {k: v for k, v in (("endpoint", endpoint), ("scan_ms", scan_ms), ("test_rig", test_rig)) if v}
+    overrides = {k: v for k, v in (("endpoint", endpoint), ("scan_ms", scan_ms), ("test_rig", test_rig),
+                                   ("tag_map", tag_map), ("device_backend", device_backend)) if v}
     try:
         if config_path:
             config = load_server_config(config_path)
@@ -155,6 +164,10 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig) -> None:
                           f"scan {config.scan_ms} ms, state in {config.state_store}"
                           + (f", restored from scan {server.restored_scan}" if server.restored_scan else ""))
             console.print(f"server certificate: {config.config_dir}; trusted clients: {security.trust_dir}")
+            if server.controller is not None:
+                plc = server.controller.tag_map.plc
+                console.print(f"PLC link: {plc.protocol} {plc.endpoint}"
+                              + (" (the network is observed through it)" if config.device_backend == "plc" else ""))
             await server.serve_forever()
 
     try:
