@@ -125,11 +125,12 @@ def simulate(net: str, device: str, ages: list[float], seed: int, json_path: str
 @click.option("--endpoint", help="URL to listen on, e.g. opc.tcp://127.0.0.1:4840/plc-anna.")
 @click.option("--scan-ms", type=click.IntRange(5, 10000), help="Scan period in milliseconds.")
 @click.option("--test-rig", is_flag=True, default=None, help="Offer the test-rig methods (engineers only).")
+@click.option("--network", help="Network the device runs: a shipped name or a .npz file.")
 @click.option("--tag-map", type=click.Path(exists=True, dir_okay=False),
               help="Write the corrections to the PLC of this tag map (docs/tag-map.md).")
 @click.option("--device-backend", type=click.Choice(["simulated", "plc"]),
               help="simulated, or plc: a physical network observed through the tag map's PLC.")
-def serve(config_path, config_dir, endpoint, scan_ms, test_rig, tag_map, device_backend) -> None:
+def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map, device_backend) -> None:
     """Run the OPC UA server: the network, its compensator and their history, until Ctrl-C.
 
     With a tag map the corrections go to the PLC every scan (docs/plc-link.md); with
@@ -141,7 +142,8 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, tag_map, device_
     from plc_anna.server.config import ServerConfig, load_server_config
 
     overrides = {k: v for k, v in (("endpoint", endpoint), ("scan_ms", scan_ms), ("test_rig", test_rig),
-                                   ("tag_map", tag_map), ("device_backend", device_backend)) if v}
+                                   ("network", network), ("tag_map", tag_map),
+                                   ("device_backend", device_backend)) if v}
     try:
         if config_path:
             config = load_server_config(config_path)
@@ -156,7 +158,7 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, tag_map, device_
     security = config.security
     if not security.users and not security.allow_anonymous:
         console.print("[yellow]no users and no anonymous access are configured: nobody can log in. "
-                      "Add [[security.users]] (see plc-anna hash-password) to the configuration.[/]")
+                      "Add \\[\\[security.users]] (see plc-anna hash-password) to the configuration.[/]")
 
     async def run() -> None:
         async with PlcAnnaServer(config) as server:

@@ -100,6 +100,8 @@ class Runtime:
         self.age_rate = float(age_rate)
         self._rng = np.random.default_rng(seed)
         self.scan = 0
+        self.samples = 0
+        """Process samples the compensator took, since the first scan (kept across restarts)."""
         self.commit_counter = 0
         self.heartbeat = 0
         self._published: tuple[np.ndarray, np.ndarray] | None = None
@@ -134,6 +136,7 @@ class Runtime:
         if traces is not None:  # an observed process may not have produced two samples since the last scan
             events = self.compensator.update([(t.inputs, t.outputs) for t in traces], age_s=self.net.age_s,
                                              temperature_k=self.net.temperature_k)
+            self.samples += len(traces[0].inputs)
         compute_s = time.perf_counter() - start
         self.scan += 1
         return self._snapshot(tuple(events), read_s, compute_s)
@@ -151,7 +154,7 @@ class Runtime:
                 self.commit_counter = (self.commit_counter + 1) % COUNTER_MODULUS
             self._published = plc_set
         return Snapshot(scan=self.scan, age_s=self.net.age_s, temperature_k=self.net.temperature_k,
-                        layers=tuple(_layer_snapshot(layer, self.samples_per_scan)
+                        layers=tuple(_layer_snapshot(layer, self.samples)
                                      for layer in self.compensator.layers),
                         events=events, commit_counter=self.commit_counter, heartbeat=self.heartbeat,
                         read_s=read_s, compute_s=compute_s)
@@ -199,7 +202,8 @@ class Runtime:
     # ----------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
         """What a restart needs: the compensator's state, the device's age and temperature, the counters."""
-        return {"format": STATE_FORMAT, "scan": self.scan, "commit_counter": self.commit_counter,
+        return {"format": STATE_FORMAT, "scan": self.scan, "samples": self.samples,
+                "commit_counter": self.commit_counter,
                 # An observed network's age is NaN until the PLC was first read: stored as null.
                 "age_s": self.net.age_s if math.isfinite(self.net.age_s) else None,
                 "temperature_k": self.net.temperature_k,
@@ -229,6 +233,8 @@ class Runtime:
             if temperature != self.net.temperature_k:
                 self.net.set_temperature(temperature)
         self.scan, self.commit_counter = scan, counter
+        # States saved before the sample count was kept: every scan took samples_per_scan samples.
+        self.samples = int(data.get("samples", scan * self.samples_per_scan))
         self._published = self.compensator.correction(len(self.compensator.layers) - 1)
 
 
@@ -239,7 +245,7 @@ def _finite(value: Any, what: str) -> float:
     return value
 
 
-def _layer_snapshot(layer, samples_per_scan: int) -> LayerSnapshot:
+def _layer_snapshot(layer, samples: int) -> LayerSnapshot:
     gain, offset = layer.correction()
     last = layer.last_statistic
     monitor = layer.monitor
@@ -260,4 +266,4 @@ def _layer_snapshot(layer, samples_per_scan: int) -> LayerSnapshot:
         statistic=math.nan if monitor is None else float(monitor.detector.cusum),
         threshold=math.nan if monitor is None else float(monitor.detector.threshold),
         transport_cost=np.zeros(n) if pending is None else np.asarray(pending.transport_cost, dtype=float),
-        sample_count=int(layer.scan) * samples_per_scan, gain_trend=trend, remaining_life_s=life_s)
+        sample_count=samples, gain_trend=trend, remaining_life_s=life_s)
