@@ -14,6 +14,7 @@ from rich.table import Table
 from plc_anna import __version__
 from plc_anna.ageing import simulate_ageing
 from plc_anna.commands.bench_link import bench_link
+from plc_anna.commands.commission import commission
 from plc_anna.commands.demo import demo
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.jsonio import write_json
@@ -87,6 +88,7 @@ def _configure_logging(verbose: int) -> None:
         logging.getLogger(name).setLevel(logging.WARNING if verbose >= 2 else logging.CRITICAL)
 
 
+main.add_command(commission)
 main.add_command(demo)
 main.add_command(plc_sim)
 

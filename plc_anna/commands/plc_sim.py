@@ -99,7 +99,7 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
 
 
 def _where(protocol: str, server) -> str:
-    from plc_anna.plc.simulated import DEVICE_NAME, NAMESPACE_INDEX
+    from plc_anna.plc.sim_layout import DEVICE_NAME, NAMESPACE_INDEX
 
     if protocol == "opcua":
         return (f"ns={NAMESPACE_INDEX};s=|var|{DEVICE_NAME}.Application.GVL_PlcAnna_L<k>.<Tag> "

@@ -30,9 +30,18 @@ from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
-from plc_anna.plc.simulated import (DEVICE_NAME, DEVICE_TAGS, LAYER_TAGS, NAMESPACE_INDEX, NAMESPACE_URI,
-                                    WRITTEN_TAGS, SimulatedPlc, SimulatedPlcServer, check_port_free, opcua_nodeid,
-                                    tag_length)
+from plc_anna.plc.sim_layout import (
+    DEVICE_NAME,
+    DEVICE_TAGS,
+    LAYER_TAGS,
+    NAMESPACE_INDEX,
+    NAMESPACE_URI,
+    WRITTEN_TAGS,
+    check_port_free,
+    opcua_nodeid,
+    tag_length,
+)
+from plc_anna.plc.simulated import SimulatedPlc, SimulatedPlcServer
 from plc_anna.plc.tagmap import TagMap
 from plc_anna.server.writes import WriteGuard, WriteRefused
 

@@ -16,8 +16,9 @@ from pymodbus.exceptions import ConnectionException
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.logic import Status
+from plc_anna.plc.sim_layout import MODBUS_TYPES, OPENPLC_OFFSETS
 from plc_anna.plc.sim_modbus import SimulatedPlcModbus, decode, encode
-from plc_anna.plc.simulated import MODBUS_TYPES, OPENPLC_OFFSETS, SimulatedPlc
+from plc_anna.plc.simulated import SimulatedPlc
 from plc_anna.plc.tagmap import load_tag_map
 from plc_anna.testing import free_port
 

@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.logic import Status
+from plc_anna.plc.sim_layout import LAYER_TAGS, NAMESPACE_URI, WRITTEN_TAGS
 from plc_anna.plc.sim_opcua import SimulatedPlcOpcUa
-from plc_anna.plc.simulated import LAYER_TAGS, NAMESPACE_URI, WRITTEN_TAGS, SimulatedPlc
+from plc_anna.plc.simulated import SimulatedPlc
 from plc_anna.plc.tagmap import load_tag_map
 from plc_anna.server.certificates import ensure_server_certificate
 from plc_anna.testing import free_port
