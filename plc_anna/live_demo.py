@@ -56,7 +56,7 @@ class DemoSettings:
     scan_ms: int = 20
     cycle_ms: float = 20.0
     samples_per_cycle: int = 64
-    """Process samples the PLC takes each cycle (an oversampling input card); the trace holds 3 cycles."""
+    """Process samples the PLC takes each cycle (an oversampling input card); the trace holds 4 cycles."""
     refresh_s: float = 0.5
     calibration_timeout_s: float = 60.0
 
@@ -105,7 +105,7 @@ async def run_live_demo(settings: DemoSettings = DemoSettings(),
     ideal = digital_forward(network, data.eval_X)
     sim = SimulatedNetwork(network, settings.device, seed=settings.seed)
     sim.set_age(START_AGE_S)
-    plc = SimulatedPlc(sim, cycle_s=settings.cycle_ms / 1000.0, trace_length=3 * settings.samples_per_cycle,
+    plc = SimulatedPlc(sim, cycle_s=settings.cycle_ms / 1000.0, trace_length=4 * settings.samples_per_cycle,
                        samples_per_cycle=settings.samples_per_cycle, seed=settings.seed)
     checkpoints = [age for age in parse_ages(CHECKPOINTS) if age < settings.final_age_s] + [settings.final_age_s]
     rows: list[dict[str, Any]] = []

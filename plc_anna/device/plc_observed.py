@@ -4,7 +4,7 @@ The network's weights come from the network file (what was programmed); its
 live inputs and raw outputs come from the PLC, every scan, through the tag map:
 each mapped layer's ``inputs`` and ``raw_outputs`` (one sample per read), or
 its trace ring buffer (``trace_inputs``, ``trace_raw_outputs``, ``trace_count``:
-every PLC cycle since the last read). The PLC link reads the tags
+every PLC cycle since the last read, up to half the ring). The PLC link reads the tags
 (:meth:`PlcObservedNetwork.observed_tags`) and hands the values to
 :meth:`PlcObservedNetwork.feed`; the scan takes the samples gathered since
 with :meth:`PlcObservedNetwork.scan_samples`.
@@ -84,7 +84,13 @@ class PlcObservedNetwork(AnalogNetwork):
 
     # ------------------------------------------------------------ observing
     def observed_tags(self) -> list[Tag]:
-        """The tags to read every scan, in the order :meth:`feed` expects their values."""
+        """The tags to read every scan, in the order :meth:`feed` expects their values.
+
+        With a trace, ``trace_count`` comes before the rows, and must be read before them (over Modbus:
+        map it at a lower register, as the simulated PLC does): only rows of the newest half of the
+        ring count, since the PLC may write over the oldest while a read of several requests runs.
+        Read at least twice per ``trace_length / 2`` samples, or samples are lost (:attr:`samples_lost`).
+        """
         tags: list[Tag] = []
         for layer in self._layers:
             if layer.trace_length:
@@ -131,9 +137,12 @@ class PlcObservedNetwork(AnalogNetwork):
         if last is None:
             return []       # the first read only sets the position: older rows may predate this link
         new = (count - last) % 2**32
-        if new > length:
-            self.samples_lost += new - length
-            new = length
+        # The count is read before the rows; a read of several requests (Modbus) lets the PLC write on
+        # meanwhile, over the oldest rows of the ring. Only the newest half is taken as written.
+        usable = max(1, length // 2)
+        if new > usable:
+            self.samples_lost += new - usable
+            new = usable
         inputs, raw = inputs.reshape(length, n_in), raw.reshape(length, n_out)
         return [(inputs[s % length].astype(float), raw[s % length].astype(float))
                 for s in range(count - new, count)]
