@@ -75,13 +75,11 @@ class _StderrHandler(logging.StreamHandler):
 def _configure_logging(verbose: int) -> None:
     """Warnings of plc-anna on stderr; the protocol libraries' own logs (frame dumps on every lost
     connection) only with -vv: plc-anna reports those failures itself, in one line."""
-    import logging
-
     root = logging.getLogger()
-    if not any(getattr(handler, "plc_anna", False) for handler in root.handlers):
+    # Only a process whose logging nobody configured gets this handler (not a test runner, not an embedder).
+    if not root.handlers:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.plc_anna = True
         root.addHandler(handler)
     logging.getLogger("plc_anna").setLevel(logging.INFO if verbose >= 1 else logging.WARNING)
     for name in ("asyncua", "pymodbus"):

@@ -282,7 +282,7 @@ class _Credentials(UserManager):
         ok = hmac.compare_digest(username.encode(), self.user.encode())
         ok &= hmac.compare_digest((password or "").encode(), self.password.encode())
         if not ok:
-            logger.warning("refused a login as %r: wrong user name or password", username)
+            logger.info("refused a login as %r: wrong user name or password", username)
             return None
         return User(role=UserRole.User, name=username)
 
