@@ -9,17 +9,19 @@ One :meth:`PlcLink.cycle` per scan:
    rewritten; when it does not (a cold restart, or the first start against a
    PLC that holds another set) the link adopts what the PLC applies as its
    ramp position, so writing resumes from there with no bump.
-2. **Write** one batch: the heartbeat of every mapped layer (every scan) and,
-   for a layer whose target moved more than ``deadband`` from the last-good set,
-   no sooner than ``min_commit_interval_s`` after the previous set and once the
-   PLC accepted that one, a new set: ``GainSet``, ``OffsetSet`` and then
-   ``CommitCounter + 1``. The new set moves from the last-good set toward the
+2. **Write** one batch: for a layer whose target moved more than ``deadband``
+   from the last-good set, no sooner than ``min_commit_interval_s`` after the
+   previous set and once the PLC accepted that one, a new set: ``GainSet``,
+   ``OffsetSet`` and then ``CommitCounter + 1``; then the heartbeat of every
+   mapped layer (every scan). The new set moves from the last-good set toward the
    target by at most ``max_gain_step``/``max_offset_step``, so the PLC never
    sees a jump the link's own ramp would not make.
-3. **Verify**: in one read, the written set back (``verify = true``; only a
-   set read back equal becomes last-good), the PLC's ``AcceptedCommit``,
-   ``PlcHeartbeat``, ``Status`` and ``Fault``, and the tags an observer asked
-   for (a PLC-observed network's inputs and raw outputs).
+3. **Read** once: the set written in the previous cycle back (``verify = true``;
+   only a set read back equal becomes last-good; no new set for that layer
+   until then), the PLC's ``AcceptedCommit``, ``PlcHeartbeat``, ``Status`` and
+   ``Fault``, and the tags an observer asked for (a PLC-observed network's
+   inputs and raw outputs). A cycle is one write and one read, so it stays
+   short even when a set is large.
 
 A lost connection holds the last-good set (the PLC's watchdog holds its applied
 values), raises a ``link_lost`` :class:`LinkEvent` once and retries with
@@ -67,6 +69,8 @@ class _LayerLink:
     gain: np.ndarray            # last-good set (float32, as the PLC stores it)
     offset: np.ndarray
     counter: int = 0            # the commit counter of the last-good set
+    sent: int = 0               # the commit counter of the newest set written (verified or not)
+    unverified: tuple[np.ndarray, np.ndarray, int] | None = None   # written last cycle, read back this one
     target: tuple[np.ndarray, np.ndarray] | None = None
     pending_since: float | None = None   # a set written, not yet accepted by the PLC
     last_commit: float = -math.inf
@@ -187,8 +191,12 @@ class PlcLink:
                 self.missed_heartbeats += 1
                 return
         try:
+            # A set written in one cycle is read back in the next: each cycle is one write and one read,
+            # never a write and a read-back of every array, so a cycle stays short.
+            verifying = {index: entry.unverified for index, entry in self.layers.items()
+                         if entry.unverified is not None}
             sets = await self._write(now)
-            await self._read(now, sets)
+            await self._read(now, verifying, sets)
         except Unreachable as exc:
             self._lost(exc, now)
         except LinkError as exc:
@@ -231,8 +239,8 @@ class PlcLink:
                 held_gain, held_offset = np.ones_like(held_gain), np.zeros_like(held_offset)
             with self._lock:
                 entry.gain, entry.offset = held_gain, held_offset
-                entry.counter = int(accepted)
-                entry.pending_since = None
+                entry.counter = entry.sent = int(accepted)
+                entry.pending_since = entry.unverified = None
                 entry.accepted = int(accepted)
         self._synced = True
 
@@ -251,7 +259,7 @@ class PlcLink:
         if entry.pending_since is not None:
             if now - entry.pending_since < self.settings.commit_timeout_s:
                 return None
-            self._emit("commit_timeout", f"the PLC did not accept set {entry.counter} within "
+            self._emit("commit_timeout", f"the PLC did not accept set {entry.sent} within "
                        f"{self.settings.commit_timeout_s} s (AcceptedCommit {entry.accepted})", entry.tags.index)
             entry.pending_since = None
         if now - entry.last_commit < self.settings.min_commit_interval_s:
@@ -265,18 +273,21 @@ class PlcLink:
         return (gain, offset) if moved > self.settings.deadband else None
 
     async def _write(self, now: float) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
-        """Write the heartbeat and the new sets as one batch; the sets written, by layer."""
+        """Write the new sets and the heartbeat as one batch; the sets written, by layer."""
         self.heartbeat = (self.heartbeat + 1) % COUNTER_MODULUS
-        items: list[tuple[Tag, object]] = [(entry.tags.heartbeat, self.heartbeat) for entry in self.layers.values()]
+        items: list[tuple[Tag, object]] = []
         sets = {}
         for index, entry in self.layers.items():
-            new = self._next_set(entry, now)
+            new = None if entry.unverified is not None else self._next_set(entry, now)
             if new is not None:
-                counter = (entry.counter + 1) % COUNTER_MODULUS
+                counter = (entry.sent + 1) % COUNTER_MODULUS
                 counter = counter or 1          # 0 means "no set yet" to the PLC (D7)
                 sets[index] = (*new, counter)
                 items += [(entry.tags.gain_set, new[0]), (entry.tags.offset_set, new[1]),
                           (entry.tags.commit_counter, counter)]
+        # The heartbeats last: in the OpenPLC layout they follow the counter, so a Modbus batch of one
+        # layer is one ascending run of registers.
+        items += [(entry.tags.heartbeat, self.heartbeat) for entry in self.layers.values()]
         start = time.perf_counter()
         try:
             await self.transport.write(items)
@@ -284,53 +295,66 @@ class PlcLink:
             self.missed_heartbeats += 1
             raise
         (self.write_s if sets else self.heartbeat_s).append(time.perf_counter() - start)
+        for index, (gain, offset, counter) in sets.items():
+            entry = self.layers[index]
+            entry.sent = counter
+            entry.pending_since = entry.last_commit = now
+            entry.unverified = (gain, offset, counter)
+            self.sets_written += 1
         return sets
 
-    async def _read(self, now: float, sets: dict) -> None:
-        """One read of everything this cycle needs: the read-back of the sets just written, every layer's
-        status, and the observer's tags (a round trip per cycle, not three)."""
-        verify = [tag for index in sets for tag in (self.layers[index].tags.gain_set,
-                                                     self.layers[index].tags.offset_set,
-                                                     self.layers[index].tags.commit_counter)]
-        verify = verify if self.settings.verify else []
+    async def _read(self, now: float, verifying: dict, written: dict) -> None:
+        """One read of everything this cycle needs: the read-back of the sets written last cycle, every
+        layer's status, and the observer's tags (a round trip per cycle, not three)."""
+        check = verifying if self.settings.verify else {}
+        verify = [tag for index in check for tag in (self.layers[index].tags.gain_set,
+                                                      self.layers[index].tags.offset_set,
+                                                      self.layers[index].tags.commit_counter)]
         status = [tag for entry in self.layers.values()
                   for tag in (entry.tags.accepted_commit, entry.tags.plc_heartbeat, entry.tags.status,
                               entry.tags.fault)]
         extra = list(self.observe[0]) if self.observe is not None else []
         start = time.perf_counter()
         values = await self.transport.read(verify + status + extra)
-        if sets:
+        if verify:
             self.verify_s.append(time.perf_counter() - start)
-        for k, (index, (gain, offset, counter)) in enumerate(sets.items()):
-            if verify:
+        failed = None
+        for k, (index, (gain, offset, counter)) in enumerate(verifying.items()):
+            entry = self.layers[index]
+            entry.unverified = None
+            if check:
                 got_gain, got_offset, got_counter = values[3 * k: 3 * k + 3]
                 if not (np.array_equal(np.asarray(got_gain, np.float32), gain)
                         and np.array_equal(np.asarray(got_offset, np.float32), offset) and got_counter == counter):
                     self._emit("verify_failed", f"layer {index}: the set read back differs from set {counter} "
                                "as written; the last-good set is kept", index)
-                    raise LinkError(f"{self.transport.endpoint}: read-back of set {counter} on layer {index} "
-                                    "differs")
-            entry = self.layers[index]
+                    failed = failed or LinkError(f"{self.transport.endpoint}: read-back of set {counter} on "
+                                                 f"layer {index} differs")
+                    continue
             entry.gain, entry.offset, entry.counter = gain, offset, counter
-            entry.pending_since = entry.last_commit = now
-            self.sets_written += 1
+        if not self.settings.verify:    # nothing to read back: a set written is a set held
+            for index, (gain, offset, counter) in written.items():
+                entry = self.layers[index]
+                entry.gain, entry.offset, entry.counter, entry.unverified = gain, offset, counter, None
         values = values[len(verify):]
         for k, entry in enumerate(self.layers.values()):
             accepted, beat, status_code, fault = values[4 * k: 4 * k + 4]
             self._check_layer(entry, int(accepted), int(beat), int(status_code), bool(fault), now)
         if self.observe is not None:
             self.observe[1](values[len(status):])
+        if failed is not None:
+            raise failed
 
     def _check_layer(self, entry: _LayerLink, accepted: int, beat: int, status: int, fault: bool,
                      now: float) -> None:
         index = entry.tags.index
         entry.accepted = accepted
-        if entry.pending_since is not None and accepted == entry.counter:
+        if entry.pending_since is not None and accepted == entry.sent:
             entry.pending_since = None
-        elif entry.pending_since is None and accepted != entry.counter:
+        elif entry.pending_since is None and accepted != entry.sent:
             # The PLC no longer holds our last set: it restarted cold, or another client writes sets.
             self._emit("set_lost", f"layer {index}: the PLC's AcceptedCommit is {accepted}, the link's last set "
-                       f"was {entry.counter}: the PLC restarted or another client writes; taking the PLC's "
+                       f"was {entry.sent}: the PLC restarted or another client writes; taking the PLC's "
                        "values as the ramp position", index)
             self._synced = False
             self._next_attempt = -math.inf

@@ -11,9 +11,9 @@ import pytest
 
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.link import PlcLink
-from plc_anna.plc.sim_modbus import SimulatedPlcModbus
-from plc_anna.plc.sim_opcua import SimulatedPlcOpcUa
-from plc_anna.plc.simulated import SimulatedPlc
+from plc_anna.plc.sim.modbus import SimulatedPlcModbus
+from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa
+from plc_anna.plc.sim.program import SimulatedPlc
 from plc_anna.plc.tagmap import LinkSettings
 from plc_anna.testing import free_port
 
@@ -77,16 +77,18 @@ def test_one_set_in_flight_the_counter_steps_by_one_and_the_slew_limit_holds():
         settings = LinkSettings(deadband=0.0, min_commit_interval_s=0.0, max_gain_step=0.05)
         async with plc_and_link("modbus", settings, run_cycles=False) as (plc, served, link, _):
             link.set_target(LAST, np.full(4, 1.2), np.zeros(4))
-            await link.cycle()
+            await link.cycle()                    # writes set 1: one slew step of 0.05
+            assert link.sets_written == 1 and link.last_good(LAST)[2] == 0     # read back next cycle
+            await link.cycle()                    # the read-back makes it last-good
             assert link.last_good(LAST)[2] == 1
-            np.testing.assert_allclose(link.last_good(LAST)[0], 1.05, rtol=1e-6)   # one slew step of 0.05
+            np.testing.assert_allclose(link.last_good(LAST)[0], 1.05, rtol=1e-6)
             await cycles(link, 3, 0.0)            # the PLC has not cycled: set 1 is not accepted yet
-            assert link.last_good(LAST)[2] == 1 and link.sets_written == 1
+            assert link.sets_written == 1
             await served.step()                   # the PLC takes set 1
             assert plc.tags(LAST)["AcceptedCommit"] == 1
             await link.cycle()                    # reads AcceptedCommit 1 ...
             await link.cycle()                    # ... and writes set 2, the next step
-            assert link.last_good(LAST)[2] == 2 and link.sets_written == 2
+            assert link.sets_written == 2
             await served.step()
             assert plc.tags(LAST)["CommitCounter"] == 2 == plc.tags(LAST)["AcceptedCommit"]
             np.testing.assert_allclose(plc.tags(LAST)["GainSet"], 1.10, rtol=1e-6)

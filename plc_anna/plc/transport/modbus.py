@@ -261,14 +261,24 @@ class ModbusTransport(Transport):
         return TagError(f"{self.endpoint}: cannot read tag {tag.role} ({_span_words(first, count)}): {exc.words}")
 
     async def _write_hook(self, items: list[tuple[Tag, np.ndarray]]) -> None:
+        # Tags that follow each other in the batch and in the registers travel as one run of requests:
+        # still in ascending order, so whatever comes last in the batch (the commit counter) lands last.
+        runs: list[tuple[int, list[int], list[Tag]]] = []
         for tag, raw in items:
             address = self._address(tag)
             registers = pack_registers(tag, raw, self.settings.word_order)
+            if runs and runs[-1][0] + len(runs[-1][1]) == address:
+                runs[-1][1].extend(registers)
+                runs[-1][2].append(tag)
+            else:
+                runs.append((address, list(registers), [tag]))
+        for address, registers, tags in runs:
             for first, count in _chunks(address, address + len(registers), MAX_WRITE):
                 piece = registers[first - address:first - address + count]
                 response = await self._request("write_registers", first, piece)
                 if response.isError():
-                    raise WriteRefused(f"{self.endpoint}: the PLC refused the write of tag {tag.role} "
+                    roles = ", ".join(tag.role for tag in tags)
+                    raise WriteRefused(f"{self.endpoint}: the PLC refused the write of tag {roles} "
                                        f"({_span_words(first, count)}): {_exception_words(response)}")
 
     async def _describe_hook(self, tags: list[Tag]) -> list[TagInfo]:

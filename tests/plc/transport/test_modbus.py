@@ -212,14 +212,20 @@ def test_illegal_addresses_are_named():
     run(body())
 
 
-def test_writes_go_out_in_order_one_tag_per_request_and_stop_at_a_refusal():
+def test_writes_go_out_in_order_adjacent_tags_together_and_stop_at_a_refusal():
     async def body():
         async with running_plc() as plc, ModbusTransport(plc.settings()) as link:
             gain = Tag(role="gain_set", address=0, plc_type="REAL", length=2)
             offset = Tag(role="offset_set", address=4, plc_type="REAL", length=2)
             counter = Tag(role="commit_counter", address=8, plc_type="UDINT")
+            far = Tag(role="heartbeat", address=20, plc_type="UDINT")
+            # Adjacent in the batch and in the registers: one request, ascending, the counter at its end.
             await link.write([(gain, [1, 2]), (offset, [3, 4]), (counter, 5)])
-            assert [request[:2] for request in plc.requests] == [(16, 0), (16, 4), (16, 8)]
+            assert [request[:2] for request in plc.requests] == [(16, 0)]
+            plc.requests.clear()
+            # Not adjacent (a gap, or out of order in the batch): separate requests, in the batch's order.
+            await link.write([(offset, [3, 4]), (gain, [1, 2]), (far, 7), (counter, 5)])
+            assert [request[:2] for request in plc.requests] == [(16, 4), (16, 0), (16, 20), (16, 8)]
             bad_offset = Tag(role="offset_set", address=HOLE.start, plc_type="REAL", length=2)
             with pytest.raises(WriteRefused, match=r"tag offset_set \(registers 600\.\.603\): exception 2 "
                                                    r"\(illegal data address\)"):
