@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest_plugins = ["plc_anna.testing"]
+# The test rig's fixture, and the simulated PLCs (`opcua`, `modbus`) of the commissioning tests.
+pytest_plugins = ["plc_anna.testing", "tests.commands.simplc"]
 
 from plc_anna.device.network import network_from_arrays
 

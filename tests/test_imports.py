@@ -1,4 +1,5 @@
-"""Layering: the numerics and the device never import the server, the PLC link or the CLI."""
+"""Layering: the numerics and the device never import the server, the PLC link or the CLI; the PLC
+link and the simulated PLC's program import a protocol library only when a transport or server needs it."""
 
 import subprocess
 import sys
@@ -13,8 +14,11 @@ FORBIDDEN = ("click", "asyncua", "pymodbus", "cli")
     "plc_anna.ageing", "plc_anna.units", "plc_anna.stats", "plc_anna.stats.reference", "plc_anna.drift",
     "plc_anna.drift.monitor", "plc_anna.correction.transport", "plc_anna.correction.estimate",
     "plc_anna.compensator", "plc_anna.loop", "plc_anna.bench.compensation",
+    "plc_anna.device.plc_observed", "plc_anna.plc.tagmap", "plc_anna.plc.logic", "plc_anna.plc.link",
+    "plc_anna.plc.sim.program", "plc_anna.plc.sim.layout", "plc_anna.plc.commission",
 ])
 def test_library_modules_stay_light(module):
+    """Protocol libraries are imported by the transport or server that speaks them, never before."""
     code = (f"import sys, {module}; "
             f"print(','.join(m for m in {FORBIDDEN!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,17 +17,6 @@ from tests.commands.simplc import SMALL_CONFIG, running_plc
 FAST = ["--calibration-samples", str(SMALL_CONFIG.calibration_samples), "--calibration-timeout", "30"]
 
 
-@pytest.fixture(scope="module")
-def opcua():
-    with running_plc("opcua") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def modbus():
-    with running_plc("modbus") as running:
-        yield running
-
 
 @pytest.fixture
 def runner() -> CliRunner:

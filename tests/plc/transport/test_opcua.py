@@ -21,7 +21,8 @@ from plc_anna.plc.tagmap import PlcSettings, Tag
 from plc_anna.plc.transport import open_transport
 from plc_anna.plc.transport.base import (AuthenticationFailed, CertificateRejected, TagError, Unreachable,
                                          WriteRefused)
-from plc_anna.plc.transport.opcua import OpcUaTransport, browse_variables, discover_endpoints
+from plc_anna.plc.transport.opcua import OpcUaTransport
+from plc_anna.plc.transport.opcua_browse import browse_variables, discover_endpoints
 from plc_anna.testing import free_port
 
 URI = "urn:plc-anna:test-plc"

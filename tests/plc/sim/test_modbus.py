@@ -16,11 +16,12 @@ from pymodbus.exceptions import ConnectionException
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.logic import Status
-from plc_anna.plc.sim_layout import MODBUS_TYPES, OPENPLC_OFFSETS
-from plc_anna.plc.sim_modbus import SimulatedPlcModbus, decode, encode
-from plc_anna.plc.simulated import SimulatedPlc
+from plc_anna.plc.sim.layout import MODBUS_TYPES, OPENPLC_OFFSETS
+from plc_anna.plc.sim.modbus import SimulatedPlcModbus, decode, encode
+from plc_anna.plc.sim.program import SimulatedPlc
 from plc_anna.plc.tagmap import load_tag_map
 from plc_anna.testing import free_port
+from tests.plc.sim.support import assert_stopped_cleanly
 
 TIMEOUT_CYCLES = 5
 LAYER2 = 2048 + 2 * 528  # the thermocouple's last layer (4 outputs) in the OpenPLC layout
@@ -237,12 +238,7 @@ def test_restart_drops_the_connection_keeps_the_program_and_stop_is_clean():
             assert await read(client, LAYER2, "PlcHeartbeat") >= beats + TIMEOUT_CYCLES
             assert await read(client, LAYER2, "Fault") == 1  # the watchdog saw the outage
             client.close()
-        await asyncio.sleep(0.05)
-        leaked = [task for task in asyncio.all_tasks() - before_tasks if task is not asyncio.current_task()]
-        assert leaked == []
-        with socket.socket() as sock:  # the port is free again
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", port))
+        await assert_stopped_cleanly(before_tasks, port)
 
     asyncio.run(check())
 

@@ -15,12 +15,13 @@ from click.testing import CliRunner
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.logic import Status
-from plc_anna.plc.sim_layout import LAYER_TAGS, NAMESPACE_URI, WRITTEN_TAGS
-from plc_anna.plc.sim_opcua import SimulatedPlcOpcUa
-from plc_anna.plc.simulated import SimulatedPlc
+from plc_anna.plc.sim.layout import LAYER_TAGS, NAMESPACE_URI, WRITTEN_TAGS
+from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa
+from plc_anna.plc.sim.program import SimulatedPlc
 from plc_anna.plc.tagmap import load_tag_map
 from plc_anna.server.certificates import ensure_server_certificate
 from plc_anna.testing import free_port
+from tests.plc.sim.support import assert_stopped_cleanly
 
 TIMEOUT_CYCLES = 5  # heartbeat_timeout_s = 0.05 at 10 ms
 DATA_TYPES = {"REAL": ua.ObjectIds.Float, "UDINT": ua.ObjectIds.UInt32, "INT": ua.ObjectIds.Int16,
@@ -284,12 +285,7 @@ def test_restart_drops_the_connection_and_keeps_the_program():
                 await write(server, client, 2, Heartbeat=2)
                 await until(server, client, lambda tags: not tags["Fault"])
             assert isinstance(server.overruns, int) and server.failures == 0
-        await asyncio.sleep(0.05)
-        leaked = [task for task in asyncio.all_tasks() - before_tasks if task is not asyncio.current_task()]
-        assert leaked == []
-        with socket.socket() as sock:  # the port is free again
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", port))
+        await assert_stopped_cleanly(before_tasks, port)
 
     asyncio.run(check())
 

@@ -14,7 +14,7 @@ from plc_anna.drift.states import DriftState
 from plc_anna.plc.commission import (Check, browse, calibrate, commit_and_verify, discover, draft_tag_map,
                                      plan_commit, save_baseline, settings_for_url, tag_map_with_credentials,
                                      validate)
-from plc_anna.plc.simulated import SimulatedPlc
+from plc_anna.plc.sim.program import SimulatedPlc
 from plc_anna.plc.tagmap import LayerTags, TagMap, tag_map_to_toml
 from plc_anna.plc.transport import Unreachable, open_transport
 from plc_anna.server.runtime import Runtime
@@ -22,17 +22,6 @@ from plc_anna.server.store import StateStore
 from plc_anna.testing import free_port
 from tests.commands.simplc import SMALL_CONFIG, running_plc
 
-
-@pytest.fixture(scope="module")
-def opcua():
-    with running_plc("opcua") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def modbus():
-    with running_plc("modbus") as running:
-        yield running
 
 
 def by_role(layer: LayerTags) -> dict[str, tuple]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from plc_anna.device.network import Network
-from plc_anna.plc.commission_base import (MODBUS_NO_BROWSING, PASSWORD_ENV, network_label, plain_settings,
+from plc_anna.plc.commission.base import (MODBUS_NO_BROWSING, PASSWORD_ENV, network_label, plain_settings,
                                           resolve_network, settings_for_url, shapes)
 from plc_anna.plc.tagmap import (OPTIONAL_ROLES, REQUIRED_ROLES, DeviceTags, LayerTags, PlcSettings, Tag, TagMap,
                                  parse_tag_map, tag_map_to_toml)
@@ -62,7 +62,7 @@ async def discover(url: str, timeout_s: float = 2.0) -> dict[str, Any]:
     """
     settings = settings_for_url(url, timeout_s=timeout_s)
     if settings.protocol == "opcua":
-        from plc_anna.plc.transport.opcua import discover_endpoints
+        from plc_anna.plc.transport.opcua_browse import discover_endpoints
 
         endpoints = await discover_endpoints(url, timeout_s)
         return {"url": url, "protocol": "opcua", "endpoints": endpoints,
@@ -97,7 +97,7 @@ async def browse(settings: PlcSettings, pattern: str | None = None, root: str | 
     -------
     list of dict
         ``address``, ``browse_path``, ``plc_type``, ``data_type``, ``length``, ``writable`` per variable
-        (see :func:`plc_anna.plc.transport.opcua.browse_variables`).
+        (see :func:`plc_anna.plc.transport.opcua_browse.browse_variables`).
 
     Raises
     ------
@@ -108,7 +108,7 @@ async def browse(settings: PlcSettings, pattern: str | None = None, root: str | 
     """
     if settings.protocol != "opcua":
         raise ValueError(MODBUS_NO_BROWSING)
-    from plc_anna.plc.transport.opcua import browse_variables
+    from plc_anna.plc.transport.opcua_browse import browse_variables
 
     transport = open_transport(settings)
     try:
