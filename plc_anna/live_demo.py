@@ -3,7 +3,7 @@
 Three parts run on this machine, on loopback:
 
 1. a simulated analog network (the hardware), wired to
-2. a simulated PLC (:mod:`plc_anna.plc.sim.program`) served over OPC UA (or Modbus TCP)
+2. a simulated PLC (:mod:`plc_anna.simulated_plc.program`) served over OPC UA (or Modbus TCP)
    that runs the ladder examples' correction block for every layer, and
 3. the plc-anna OPC UA server with the PLC-observed backend: it reads the
    network's inputs and raw outputs from the PLC's tags, runs the compensator
@@ -33,7 +33,7 @@ import numpy as np
 from plc_anna.bench.streams import split
 from plc_anna.device.network import activate, digital_forward, load_network
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.plc.sim.program import SimulatedPlc
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.plc.tagmap import tag_map_to_toml
 from plc_anna.units import format_age, parse_ages
 
@@ -116,9 +116,9 @@ async def run_live_demo(settings: DemoSettings = DemoSettings(),
         scheme = "opc.tcp" if settings.protocol == "opcua" else "modbus"
         plc_endpoint = f"{scheme}://127.0.0.1:{free_port()}"
         if settings.protocol == "opcua":
-            from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa as PlcServer
+            from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa as PlcServer
         else:
-            from plc_anna.plc.sim.modbus import SimulatedPlcModbus as PlcServer
+            from plc_anna.simulated_plc.modbus import SimulatedPlcModbus as PlcServer
         async with PlcServer(plc, plc_endpoint):
             phase(f"simulated PLC: {settings.protocol} at {plc_endpoint}, cycle {settings.cycle_ms:g} ms, "
                   f"{settings.samples_per_cycle} samples per cycle")

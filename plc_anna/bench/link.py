@@ -2,7 +2,7 @@
 
 For each protocol a synthetic one-layer network of ``outputs`` columns
 (:func:`~plc_anna.bench.cycle.synthetic_network`, ideal device) runs in a
-:class:`~plc_anna.plc.sim.program.SimulatedPlc` served over real OPC UA or real
+:class:`~plc_anna.simulated_plc.program.SimulatedPlc` served over real OPC UA or real
 Modbus TCP on 127.0.0.1, cycling every ``scan_ms``. A :class:`~plc_anna.plc.link.PlcLink`
 with the simulated PLC's own tag map (no rate limit, no deadband) runs
 ``scans`` cycles on absolute deadlines, its target a seeded, slowly moving
@@ -56,7 +56,7 @@ import numpy as np
 from plc_anna.bench.cycle import machine, percentiles_ms, synthetic_network
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.link import PlcLink
-from plc_anna.plc.sim.program import SimulatedPlc
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.plc.tagmap import LinkSettings
 from plc_anna.testing import free_port
 
@@ -80,9 +80,9 @@ def _targets(gain_amplitude: float, n: int, seed: int) -> Callable[[float], tupl
 
 def _serve(protocol: str, plc: SimulatedPlc, endpoint: str):
     if protocol == "opcua":
-        from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa
+        from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
         return SimulatedPlcOpcUa(plc, endpoint)
-    from plc_anna.plc.sim.modbus import SimulatedPlcModbus
+    from plc_anna.simulated_plc.modbus import SimulatedPlcModbus
     return SimulatedPlcModbus(plc, endpoint)
 
 

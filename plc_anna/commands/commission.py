@@ -1,6 +1,6 @@
 """``plc-anna commission``: the on-site procedure, one subcommand per step (``docs/commissioning.md``).
 
-A thin click layer over :mod:`plc_anna.plc.commission`: it resolves credentials,
+A thin click layer over :mod:`plc_anna.commission`: it resolves credentials,
 prints rich tables (or, with ``--json -``, one JSON document on stdout and nothing
 else there), asks before it writes, and turns every expected failure into a
 one-line error with exit code 1.
@@ -24,7 +24,7 @@ from rich.text import Text
 
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.jsonio import write_json
-from plc_anna.plc import commission as steps
+from plc_anna import commission as steps
 from plc_anna.plc.transport import LinkError
 
 #: Errors a step raises for a PLC, a file or a value that is not as it should be (not a bug): one line, exit 1.

@@ -1,6 +1,6 @@
 """``plc-anna plc-sim``: a simulated PLC over OPC UA or Modbus TCP, for ``serve`` and ``commission`` to talk to.
 
-The program (:class:`~plc_anna.plc.sim.program.SimulatedPlc`) corrects every layer of a
+The program (:class:`~plc_anna.simulated_plc.program.SimulatedPlc`) corrects every layer of a
 simulated network with one ``FB_AnnaCorrection`` each; ``--tag-map-out`` writes the
 tag map a client needs. Runs until Ctrl-C or SIGTERM, or for ``--duration`` seconds.
 ``docs/simulated-plc.md`` describes the tags and their addresses.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from plc_anna.plc.sim.program import PASSWORD_ENV
+from plc_anna.simulated_plc.program import PASSWORD_ENV
 
 DEFAULT_ENDPOINTS = {"opcua": "opc.tcp://127.0.0.1:4841", "modbus": "modbus://127.0.0.1:5020"}
 #: The network starts as freshly programmed, one minute old (as ``plc-anna serve`` starts it).
@@ -54,7 +54,7 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
             tag_map_out: str | None, duration: float | None) -> None:
     """Run a simulated PLC: one correction block per layer of a simulated network, until Ctrl-C."""
     from plc_anna.device.simulated import SimulatedNetwork
-    from plc_anna.plc.sim.program import SimulatedPlc
+    from plc_anna.simulated_plc.program import SimulatedPlc
     from plc_anna.plc.tagmap import tag_map_to_toml
 
     if protocol == "modbus" and user:
@@ -68,10 +68,10 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
         plc = SimulatedPlc(network, cycle_s=cycle_ms / 1000.0, trace_length=trace_length, age_rate=age_rate,
                            seed=seed, samples_per_cycle=samples_per_cycle)
         if protocol == "opcua":
-            from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa
+            from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
             server = SimulatedPlcOpcUa(plc, endpoint, user=user, password=password if user else None)
         else:
-            from plc_anna.plc.sim.modbus import SimulatedPlcModbus
+            from plc_anna.simulated_plc.modbus import SimulatedPlcModbus
             server = SimulatedPlcModbus(plc, endpoint, word_order=word_order)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -99,7 +99,7 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
 
 
 def _where(protocol: str, server) -> str:
-    from plc_anna.plc.sim.layout import DEVICE_NAME, NAMESPACE_INDEX
+    from plc_anna.simulated_plc.layout import DEVICE_NAME, NAMESPACE_INDEX
 
     if protocol == "opcua":
         return (f"ns={NAMESPACE_INDEX};s=|var|{DEVICE_NAME}.Application.GVL_PlcAnna_L<k>.<Tag> "

@@ -20,7 +20,7 @@ import pytest
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.network import Network
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.plc.sim.program import SimulatedPlc, SimulatedPlcServer
+from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
 from plc_anna.testing import free_port
 
 #: Small enough for a test to calibrate in about a second, large enough for the 32-input layers' fit.
@@ -61,11 +61,11 @@ def running_plc(protocol: str = "opcua", *, network: Network | str = "thermocoup
     """Run a simulated PLC of ``network`` over ``protocol`` on a free loopback port."""
     plc = SimulatedPlc(SimulatedNetwork(network, "pcm", seed=0), cycle_s=cycle_s, trace_length=trace_length)
     if protocol == "opcua":
-        from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa
+        from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
         server: SimulatedPlcServer = SimulatedPlcOpcUa(plc, f"opc.tcp://127.0.0.1:{free_port()}",
                                                        run_cycles=run_cycles, **server_args)
     else:
-        from plc_anna.plc.sim.modbus import SimulatedPlcModbus
+        from plc_anna.simulated_plc.modbus import SimulatedPlcModbus
         server = SimulatedPlcModbus(plc, f"modbus://127.0.0.1:{free_port()}", run_cycles=run_cycles, **server_args)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name=f"simulated-plc-{protocol}", daemon=True)

@@ -11,7 +11,7 @@ from plc_anna.device import open_network
 from plc_anna.device.network import network_from_arrays
 from plc_anna.device.plc_observed import PlcObservedNetwork
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.plc.sim.program import SimulatedPlc
+from plc_anna.simulated_plc.program import SimulatedPlc
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import pytest
 
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.link import PlcLink
-from plc_anna.plc.sim.modbus import SimulatedPlcModbus
-from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa
-from plc_anna.plc.sim.program import SimulatedPlc
+from plc_anna.simulated_plc.modbus import SimulatedPlcModbus
+from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.plc.tagmap import LinkSettings
 from plc_anna.testing import free_port
 

@@ -9,8 +9,8 @@ from asyncua import ua
 
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa
-from plc_anna.plc.sim.program import SimulatedPlc
+from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.plc.tagmap import tag_map_to_toml
 from plc_anna.testing import free_port, rig
 

@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.logic import Status
-from plc_anna.plc.sim.layout import LAYER_TAGS, NAMESPACE_URI, WRITTEN_TAGS
-from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa
-from plc_anna.plc.sim.program import SimulatedPlc
+from plc_anna.simulated_plc.layout import LAYER_TAGS, NAMESPACE_URI, WRITTEN_TAGS
+from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.plc.tagmap import load_tag_map
 from plc_anna.server.certificates import ensure_server_certificate
 from plc_anna.testing import free_port
-from tests.plc.sim.support import assert_stopped_cleanly
+from tests.simulated_plc.support import assert_stopped_cleanly
 
 TIMEOUT_CYCLES = 5  # heartbeat_timeout_s = 0.05 at 10 ms
 DATA_TYPES = {"REAL": ua.ObjectIds.Float, "UDINT": ua.ObjectIds.UInt32, "INT": ua.ObjectIds.Int16,

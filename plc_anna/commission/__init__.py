@@ -25,11 +25,11 @@ This module imports no command-line library.
 
 from __future__ import annotations
 
-from plc_anna.plc.commission.base import Check, settings_for_url, tag_map_with_credentials, with_credentials
-from plc_anna.plc.commission.calibrate import CalibrationTimeout, calibrate, save_baseline
-from plc_anna.plc.commission.commit import commit_and_verify, plan_commit
-from plc_anna.plc.commission.draft import browse, discover, draft_tag_map
-from plc_anna.plc.commission.validate import validate
+from plc_anna.commission.base import Check, settings_for_url, tag_map_with_credentials, with_credentials
+from plc_anna.commission.calibrate import CalibrationTimeout, calibrate, save_baseline
+from plc_anna.commission.commit import commit_and_verify, plan_commit
+from plc_anna.commission.draft import browse, discover, draft_tag_map
+from plc_anna.commission.validate import validate
 
 __all__ = ["CalibrationTimeout", "Check", "browse", "calibrate", "commit_and_verify", "discover", "draft_tag_map",
            "plan_commit", "save_baseline", "settings_for_url", "tag_map_with_credentials", "validate",

@@ -16,12 +16,12 @@ from pymodbus.exceptions import ConnectionException
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.logic import Status
-from plc_anna.plc.sim.layout import MODBUS_TYPES, OPENPLC_OFFSETS
-from plc_anna.plc.sim.modbus import SimulatedPlcModbus, decode, encode
-from plc_anna.plc.sim.program import SimulatedPlc
+from plc_anna.simulated_plc.layout import MODBUS_TYPES, OPENPLC_OFFSETS
+from plc_anna.simulated_plc.modbus import SimulatedPlcModbus, decode, encode
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.plc.tagmap import load_tag_map
 from plc_anna.testing import free_port
-from tests.plc.sim.support import assert_stopped_cleanly
+from tests.simulated_plc.support import assert_stopped_cleanly
 
 TIMEOUT_CYCLES = 5
 LAYER2 = 2048 + 2 * 528  # the thermocouple's last layer (4 outputs) in the OpenPLC layout

@@ -1,8 +1,8 @@
 """The simulated PLC: the program a controller runs with one ``FB_AnnaCorrection`` per layer.
 
 :class:`SimulatedPlc` is protocol independent: its tags are numpy arrays and
-integers in the object, and the servers (:mod:`plc_anna.plc.sim.opcua`,
-:mod:`plc_anna.plc.sim.modbus`) only copy them in and out around each cycle.
+integers in the object, and the servers (:mod:`plc_anna.simulated_plc.opcua`,
+:mod:`plc_anna.simulated_plc.modbus`) only copy them in and out around each cycle.
 This module also holds what both servers share: the tag layout of each
 protocol (:func:`opcua_nodeid`, :func:`modbus_register_map`), the tag map a
 client needs (:meth:`SimulatedPlc.tag_map`) and :class:`SimulatedPlcServer`,
@@ -47,7 +47,7 @@ from plc_anna.device.base import AnalogNetwork
 from plc_anna.device.crossbar import HORIZON_S
 from plc_anna.device.network import activate, digital_forward
 from plc_anna.plc.logic import UDINT_MODULUS, CorrectionBlock, Status
-from plc_anna.plc.sim.layout import (
+from plc_anna.simulated_plc.layout import (
     DEVICE_NAME,
     DEVICE_TAGS,
     LAYER_TAGS,

@@ -18,10 +18,10 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.logic import CorrectionBlock, CycleResult, Status
-from plc_anna.plc.sim.layout import MODBUS_TYPES
-from plc_anna.plc.sim.modbus import SimulatedPlcModbus, decode, encode
-from plc_anna.plc.sim.opcua import SimulatedPlcOpcUa
-from plc_anna.plc.sim.program import SimulatedPlc
+from plc_anna.simulated_plc.layout import MODBUS_TYPES
+from plc_anna.simulated_plc.modbus import SimulatedPlcModbus, decode, encode
+from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.testing import free_port
 
 LAYER, N, DT = 2, 4, 0.01  # the thermocouple's last layer: 4 outputs

@@ -1,7 +1,7 @@
 """The simulated PLC's tag layouts: CODESYS-style OPC UA NodeIds and the OpenPLC Modbus register map.
 
-Both servers (:mod:`plc_anna.plc.sim.opcua`, :mod:`plc_anna.plc.sim.modbus`) and
-:meth:`SimulatedPlc.tag_map <plc_anna.plc.sim.program.SimulatedPlc.tag_map>` read
+Both servers (:mod:`plc_anna.simulated_plc.opcua`, :mod:`plc_anna.simulated_plc.modbus`) and
+:meth:`SimulatedPlc.tag_map <plc_anna.simulated_plc.program.SimulatedPlc.tag_map>` read
 these tables, so a client's tag map and the served addresses cannot differ.
 ``docs/simulated-plc.md`` shows both layouts.
 """

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from plc_anna.plc.commission.base import Check
+from plc_anna.commission.base import Check
 from plc_anna.plc.link import COUNTER_MODULUS
 from plc_anna.plc.tagmap import LayerTags, TagMap
 from plc_anna.plc.transport import Transport, open_transport

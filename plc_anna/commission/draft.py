@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from plc_anna.device.network import Network
-from plc_anna.plc.commission.base import (MODBUS_NO_BROWSING, PASSWORD_ENV, network_label, plain_settings,
+from plc_anna.commission.base import (MODBUS_NO_BROWSING, PASSWORD_ENV, network_label, plain_settings,
                                           resolve_network, settings_for_url, shapes)
 from plc_anna.plc.tagmap import (OPTIONAL_ROLES, REQUIRED_ROLES, DeviceTags, LayerTags, PlcSettings, Tag, TagMap,
                                  parse_tag_map, tag_map_to_toml)

@@ -11,10 +11,10 @@ import pytest
 from plc_anna.device.network import network_from_arrays
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.drift.states import DriftState
-from plc_anna.plc.commission import (Check, browse, calibrate, commit_and_verify, discover, draft_tag_map,
+from plc_anna.commission import (Check, browse, calibrate, commit_and_verify, discover, draft_tag_map,
                                      plan_commit, save_baseline, settings_for_url, tag_map_with_credentials,
                                      validate)
-from plc_anna.plc.sim.program import SimulatedPlc
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.plc.tagmap import LayerTags, TagMap, tag_map_to_toml
 from plc_anna.plc.transport import Unreachable, open_transport
 from plc_anna.server.runtime import Runtime

@@ -30,7 +30,7 @@ from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
-from plc_anna.plc.sim.layout import (
+from plc_anna.simulated_plc.layout import (
     DEVICE_NAME,
     DEVICE_TAGS,
     LAYER_TAGS,
@@ -41,7 +41,7 @@ from plc_anna.plc.sim.layout import (
     opcua_nodeid,
     tag_length,
 )
-from plc_anna.plc.sim.program import SimulatedPlc, SimulatedPlcServer
+from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
 from plc_anna.plc.tagmap import TagMap
 from plc_anna.server.writes import WriteGuard, WriteRefused
 

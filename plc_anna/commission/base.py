@@ -1,6 +1,6 @@
 """What every commissioning step shares: the :class:`Check` result, credentials, settings from a URL.
 
-The steps themselves live in :mod:`plc_anna.plc.commission` (the public surface)
+The steps themselves live in :mod:`plc_anna.commission` (the public surface)
 and its modules; this one holds the small pieces they have in
 common and imports no protocol library.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from plc_anna.device.network import Network, load_network
-from plc_anna.plc.sim.program import PASSWORD_ENV
+from plc_anna.simulated_plc.program import PASSWORD_ENV
 from plc_anna.plc.tagmap import PlcSettings, TagMap
 
 #: URL scheme -> tag-map protocol.

@@ -4,7 +4,7 @@ Holding registers of unit 1 (function codes 3, 6 and 16; the same registers answ
 Layer ``k`` follows the OpenPLC map of ``ladder_examples/openplc/README.md`` at
 ``2048 + 528 k`` when every layer fits it, else a packed layout from 2048; the
 device tags and the traces follow at ``max(4096, end of the layer blocks)``
-(:func:`~plc_anna.plc.sim.layout.modbus_register_map`, ``docs/simulated-plc.md``).
+(:func:`~plc_anna.simulated_plc.layout.modbus_register_map`, ``docs/simulated-plc.md``).
 REAL is IEEE binary32 in two registers, UDINT and DINT 32 bits in two, LREAL
 binary64 in four; word order ``big`` puts the most significant word first (ABCD),
 ``little`` the least significant; each register travels high byte first.
@@ -24,7 +24,7 @@ import numpy as np
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from plc_anna.plc.sim.layout import (
+from plc_anna.simulated_plc.layout import (
     DEVICE_TAGS,
     LAYER_TAGS,
     MODBUS_TYPES,
@@ -33,7 +33,7 @@ from plc_anna.plc.sim.layout import (
     modbus_register_map,
     tag_length,
 )
-from plc_anna.plc.sim.program import SimulatedPlc, SimulatedPlcServer
+from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
 from plc_anna.plc.tagmap import PLC_TYPES, WORD_ORDERS, TagMap
 
 DEFAULT_ENDPOINT = "modbus://127.0.0.1:5020"

@@ -13,13 +13,13 @@ import pytest
 from plc_anna.device.network import activate, digital_forward, network_from_arrays
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.logic import Status
-from plc_anna.plc.sim.layout import (
+from plc_anna.simulated_plc.layout import (
     LAYER_TAGS,
     OPENPLC_OFFSETS,
     modbus_register_map,
     opcua_nodeid,
 )
-from plc_anna.plc.sim.program import SimulatedPlc, SimulatedPlcServer
+from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
 from plc_anna.plc.tagmap import parse_tag_map, tag_map_to_toml
 
 
