@@ -69,6 +69,8 @@ def test_a_plc_observed_network_is_compensated_and_the_link_is_shown(tmp_path):
                     await served.restart(1.0)                              # the PLC drops its connections
                     assert await wait_for(lambda: _true(link["Connected"]))
                     assert await link["Heartbeat"].read_value() > beats
+                    # The events reach the subscription on its own publishing interval: wait for the second.
+                    assert await wait_for(lambda: _received(recorder, "PLC link link_restored"))
                     messages = [str(event.Message.Text) for event in recorder]
                     assert any("PLC link link_lost" in text and endpoint in text for text in messages), messages
                     assert any("PLC link link_restored" in text for text in messages), messages
@@ -94,6 +96,10 @@ def test_an_unreachable_plc_is_shown_on_the_controller_link_and_the_server_runs_
                 # The scan goes on (the simulated network here); only the write-back waits for the PLC.
                 assert await wait_for(lambda: _more_than(samples, seen))
     asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+
+
+async def _received(recorder: EventRecorder, text: str) -> bool:
+    return any(text in str(event.Message.Text) for event in recorder)
 
 
 async def _positive(node) -> bool:
