@@ -17,10 +17,10 @@ ValueError: unknown device backend 'nonsense'; valid backends: simulated, plc
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from plc_anna.device.base import AnalogNetwork, LayerTrace
+from plc_anna.registry import load_class
 
 #: name -> (module, class)
 BACKENDS: dict[str, tuple[str, str]] = {
@@ -31,10 +31,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
 
 def backend_class(name: str) -> type[AnalogNetwork]:
     """Import and return the backend class registered as ``name``."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown device backend {name!r}; valid backends: {', '.join(BACKENDS)}")
-    module_name, class_name = BACKENDS[name]
-    return getattr(importlib.import_module(module_name), class_name)
+    return load_class(BACKENDS, name, "device backend", "backends")
 
 
 def open_network(backend: str = "simulated", **kwargs: Any) -> AnalogNetwork:

@@ -16,11 +16,10 @@ ValueError: unknown PLC protocol 'profinet'; valid protocols: opcua, modbus
 
 from __future__ import annotations
 
-import importlib
-
 from plc_anna.plc.tagmap import PlcSettings
 from plc_anna.plc.transport.base import (AuthenticationFailed, CertificateRejected, LinkError, TagError, TagInfo,
                                          Transport, Unreachable, WriteRefused)
+from plc_anna.registry import load_class
 
 #: protocol name -> (module, class)
 TRANSPORTS: dict[str, tuple[str, str]] = {
@@ -31,10 +30,7 @@ TRANSPORTS: dict[str, tuple[str, str]] = {
 
 def transport_class(protocol: str) -> type[Transport]:
     """Import and return the transport registered as ``protocol``."""
-    if protocol not in TRANSPORTS:
-        raise ValueError(f"unknown PLC protocol {protocol!r}; valid protocols: {', '.join(TRANSPORTS)}")
-    module_name, class_name = TRANSPORTS[protocol]
-    return getattr(importlib.import_module(module_name), class_name)
+    return load_class(TRANSPORTS, protocol, "PLC protocol", "protocols")
 
 
 def open_transport(settings: PlcSettings) -> Transport:
