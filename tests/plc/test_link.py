@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 
 import numpy as np
@@ -22,8 +23,19 @@ FAST = LinkSettings(deadband=0.0, min_commit_interval_s=0.0, max_gain_step=0.5, 
 LAST = 2  # thermocouple: three layers, the last has 4 outputs
 
 
-def make_plc(**kwargs) -> SimulatedPlc:
-    return SimulatedPlc(SimulatedNetwork("thermocouple", "ideal", seed=0), cycle_s=0.01, trace_length=4, **kwargs)
+class RecordingPlc(SimulatedPlc):
+    """Keeps the last layer's applied gains of every PLC cycle while ``applied`` is a list."""
+
+    applied: list | None = None
+
+    def cycle(self) -> None:
+        super().cycle()
+        if self.applied is not None:
+            self.applied.append(self.tags(LAST)["AppliedGain"].copy())
+
+
+def make_plc(**kwargs) -> RecordingPlc:
+    return RecordingPlc(SimulatedNetwork("thermocouple", "ideal", seed=0), cycle_s=0.01, trace_length=4, **kwargs)
 
 
 @contextlib.asynccontextmanager
@@ -135,20 +147,17 @@ def test_a_plc_restart_is_ridden_through_without_a_bump(protocol):
         async with plc_and_link(protocol) as (plc, served, link, events):
             link.set_target(LAST, np.array([1.3, 0.8, 1.1, 1.0]), np.zeros(4))
             await cycles(link, 30)
-            before = plc.tags(LAST)["AppliedGain"].copy()
+            plc.applied = [plc.tags(LAST)["AppliedGain"].copy()]   # from now on, every PLC cycle's gains
             counter = link.last_good(LAST)[2]
             restart = asyncio.create_task(served.restart(0.6))
             link.set_target(LAST, np.array([1.35, 0.75, 1.1, 1.0]), np.zeros(4))  # the compensator moves on
-            steps, last = [], before
             while not restart.done() or not link.connected:
                 await cycles(link, 1)
-                now = plc.tags(LAST)["AppliedGain"].copy()
-                steps.append(float(np.max(np.abs(now - last))))
-                last = now
             assert kinds(events)[:2] == ["link_lost", "link_restored"] and link.reconnects == 1
             assert served.endpoint in events[0].message and "holding the last-good set" in events[0].message
             await cycles(link, 30)
             assert link.last_good(LAST)[2] > counter            # writing resumed after the restart
+            steps = [float(np.max(np.abs(b - a))) for a, b in itertools.pairwise(plc.applied)]
             assert max(steps) <= 0.02 + 1e-6                    # never more than the PLC's own ramp step
             np.testing.assert_allclose(plc.tags(LAST)["AppliedGain"], [1.35, 0.75, 1.1, 1.0], rtol=1e-6)
     asyncio.run(main())
