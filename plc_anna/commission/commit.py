@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from plc_anna.commission.base import Check
-from plc_anna.plc.link import COUNTER_MODULUS
+from plc_anna.plc.link import next_counter, ramp_position, slew
 from plc_anna.plc.tagmap import LayerTags, TagMap
 from plc_anna.plc.transport import Transport, open_transport
 from plc_anna.server.runtime import Runtime
@@ -27,19 +27,10 @@ BEAT_S = 0.02
 RUNNING_WAIT_S = 1.0
 
 
-def _next_counter(counter: int) -> int:
-    """The commit counter after ``counter``; 0 means "no set yet" to the PLC, so it is skipped."""
-    return (int(counter) + 1) % COUNTER_MODULUS or 1
-
-
 def _start(layer: LayerTags, values: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Where the PLC's ramp stands, as the link sees it after a connect: the applied values, else the set
-    (the identity when no set was ever accepted)."""
-    gain = values.get("applied_gain", values["gain_set"])
-    offset = values.get("applied_offset", values["offset_set"])
-    if values["accepted_commit"] == 0 and layer.applied_gain is None:
-        gain, offset = np.ones(layer.n_out), np.zeros(layer.n_out)
-    return np.asarray(gain, np.float32), np.asarray(offset, np.float32)
+    """Where the PLC's ramp stands, as the link sees it after a connect (:func:`ramp_position`)."""
+    return ramp_position(layer, values["accepted_commit"], values.get("applied_gain", values["gain_set"]),
+                         values.get("applied_offset", values["offset_set"]))
 
 
 #: More sets than this between the PLC's set and the target is no commissioning step (check the slew limits).
@@ -53,14 +44,11 @@ def _steps(start: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.nd
     Computed in float32 like the link's own ramp; the last set is the target as the PLC stores it (REAL).
     """
     current = [np.asarray(a, np.float32) for a in start]
-    goal64 = [np.asarray(a, np.float64) for a in target]
-    goal32 = [a.astype(np.float32) for a in goal64]
+    goal32 = [np.asarray(a, np.float64).astype(np.float32) for a in target]
     limits = (max_gain_step, max_offset_step)
     sets = []
     while len(sets) < MAX_SETS:
-        current = [np.where(np.abs(goal - now) <= limit, final,
-                            (now + np.clip(goal - now, -limit, limit)).astype(np.float32)).astype(np.float32)
-                   for now, goal, final, limit in zip(current, goal64, goal32, limits, strict=True)]
+        current = [slew(now, goal, limit) for now, goal, limit in zip(current, target, limits, strict=True)]
         sets.append((current[0], current[1]))
         if all(np.array_equal(now, final) for now, final in zip(current, goal32, strict=True)):
             return sets
@@ -109,7 +97,7 @@ async def plan_commit(tag_map: TagMap, runtime: Runtime, transport: Transport) -
         accepted = int(values["accepted_commit"])
         plan.append({
             "layer": layer.index, "gain": gain.tolist(), "offset": offset.tolist(), "accepted_commit": accepted,
-            "counter": _next_counter(accepted), "sets": len(sets),
+            "counter": next_counter(accepted), "sets": len(sets),
             "plc_gain_set": np.asarray(values["gain_set"], float).tolist(),
             "plc_offset_set": np.asarray(values["offset_set"], float).tolist(),
             "plc_applied_gain": _list(values.get("applied_gain")),
@@ -200,7 +188,7 @@ async def _commit(transport: Transport, tag_map: TagMap, plan: list[dict[str, An
                     failures[k] = (f"the PLC did not accept set {counters[k]} in time (AcceptedCommit "
                                    f"{state['accepted_commit']}, Status {state['status']})")
             break
-        beat = _next_counter(beat)
+        beat = next_counter(beat)
         items: list[tuple[Any, Any]] = [(layer.heartbeat, beat) for layer in layers]
         for k, layer in enumerate(layers):
             if k in failures or pending[k] is not None or not queues[k]:
@@ -208,7 +196,7 @@ async def _commit(transport: Transport, tag_map: TagMap, plan: list[dict[str, An
             if now - last_commit[k] < link.min_commit_interval_s:
                 continue
             gain, offset = queues[k].pop(0)
-            counters[k] = _next_counter(counters[k])
+            counters[k] = next_counter(counters[k])
             items += [(layer.gain_set, gain), (layer.offset_set, offset), (layer.commit_counter, counters[k])]
             pending[k], last_commit[k] = now, now
             written[k] += 1
@@ -246,7 +234,7 @@ async def _verify(transport: Transport, layers: list[LayerTags], *, committed: l
     heartbeats = [values["plc_heartbeat"] for values in first]
     moving = [False] * len(layers)
     while not all(moving) and time.monotonic() - start < running_wait_s:
-        beat = _next_counter(beat)
+        beat = next_counter(beat)
         await transport.write([(layer.heartbeat, beat) for layer in layers])
         await asyncio.sleep(beat_s)
         beats = await transport.read([layer.plc_heartbeat for layer in layers])

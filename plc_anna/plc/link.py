@@ -77,7 +77,6 @@ class _LayerLink:
     accepted: int | None = None
     plc_heartbeat: int | None = None
     plc_heartbeat_at: float = 0.0
-    status: int | None = None
     fault: bool | None = None
     rejected_counter: int | None = None
     stopped: bool = False       # plc_stopped reported and not yet cleared
@@ -227,16 +226,13 @@ class PlcLink:
 
     async def _sync(self) -> None:
         """Read what the PLC holds and make it the ramp position (no bump on start or after a restart)."""
-        # The PLC's applied values are its ramp position; without those tags, the set it was given.
         tags = [tag for entry in self.layers.values()
                 for tag in (entry.tags.accepted_commit, entry.tags.applied_gain or entry.tags.gain_set,
                             entry.tags.applied_offset or entry.tags.offset_set)]
         values = await self.transport.read(tags)
         for k, entry in enumerate(self.layers.values()):
             accepted, gain, offset = values[3 * k: 3 * k + 3]
-            held_gain, held_offset = np.asarray(gain, np.float32), np.asarray(offset, np.float32)
-            if accepted == 0 and entry.tags.applied_gain is None:   # no set since power-on: the identity
-                held_gain, held_offset = np.ones_like(held_gain), np.zeros_like(held_offset)
+            held_gain, held_offset = ramp_position(entry.tags, accepted, gain, offset)
             with self._lock:
                 entry.gain, entry.offset = held_gain, held_offset
                 entry.counter = entry.sent = int(accepted)
@@ -266,8 +262,8 @@ class PlcLink:
             return None
         with self._lock:
             target_gain, target_offset = entry.target
-        gain = _step(entry.gain, target_gain, self.settings.max_gain_step)
-        offset = _step(entry.offset, target_offset, self.settings.max_offset_step)
+        gain = slew(entry.gain, target_gain, self.settings.max_gain_step)
+        offset = slew(entry.offset, target_offset, self.settings.max_offset_step)
         moved = max(float(np.max(np.abs(gain - entry.gain), initial=0.0)),
                     float(np.max(np.abs(offset - entry.offset), initial=0.0)))
         return (gain, offset) if moved > self.settings.deadband else None
@@ -280,8 +276,7 @@ class PlcLink:
         for index, entry in self.layers.items():
             new = None if entry.unverified is not None else self._next_set(entry, now)
             if new is not None:
-                counter = (entry.sent + 1) % COUNTER_MODULUS
-                counter = counter or 1          # 0 means "no set yet" to the PLC (D7)
+                counter = next_counter(entry.sent)
                 sets[index] = (*new, counter)
                 items += [(entry.tags.gain_set, new[0]), (entry.tags.offset_set, new[1]),
                           (entry.tags.commit_counter, counter)]
@@ -367,7 +362,7 @@ class PlcLink:
                            "applied correction", index)
             elif entry.fault is not None:
                 self._emit("plc_fault_cleared", f"layer {index}: the PLC cleared its heartbeat fault", index)
-        entry.fault, entry.status = fault, status
+        entry.fault = fault
         if beat != entry.plc_heartbeat:
             if entry.stopped:
                 entry.stopped = False
@@ -383,7 +378,25 @@ class PlcLink:
             self.on_event(LinkEvent(kind, message, layer))
 
 
-def _step(current: np.ndarray, target: np.ndarray, max_step: float) -> np.ndarray:
-    """``current`` moved toward ``target`` by at most ``max_step`` per element, as float32."""
-    delta = np.clip(np.asarray(target, dtype=np.float64) - current, -max_step, max_step)
-    return (current + delta).astype(np.float32)
+def next_counter(counter: int) -> int:
+    """The commit counter after ``counter``: it wraps as a UDINT, and 0 is skipped (D7: "no set yet")."""
+    return (int(counter) + 1) % COUNTER_MODULUS or 1
+
+
+def ramp_position(tags: LayerTags, accepted: int, gain, offset) -> tuple[np.ndarray, np.ndarray]:
+    """Where a layer's ramp stands on the PLC, from what was read: ``gain``/``offset`` are the applied
+    values (or, without those tags, the set); the identity when the PLC took no set since power-on and
+    shows no applied values. As REAL (float32)."""
+    if accepted == 0 and tags.applied_gain is None:
+        return np.ones(tags.n_out, np.float32), np.zeros(tags.n_out, np.float32)
+    return np.asarray(gain, np.float32), np.asarray(offset, np.float32)
+
+
+def slew(current: np.ndarray, target: np.ndarray, max_step: float) -> np.ndarray:
+    """``current`` moved toward ``target`` by at most ``max_step`` per element, as float32; an element
+    within ``max_step`` lands exactly on the target's REAL value."""
+    current = np.asarray(current, np.float32)
+    target = np.asarray(target, np.float64)
+    delta = target - current
+    stepped = (current + np.clip(delta, -max_step, max_step)).astype(np.float32)
+    return np.where(np.abs(delta) <= max_step, target.astype(np.float32), stepped).astype(np.float32)
