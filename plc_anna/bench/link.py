@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from plc_anna.bench.cycle import machine, percentiles_ms, synthetic_network
+from plc_anna.deadlines import next_deadline
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.link import PlcLink
 from plc_anna.simulated_plc.program import SimulatedPlc
@@ -130,7 +131,8 @@ async def _bare_writes(protocol: str, tag, endpoint: str, values: np.ndarray, sc
 class _RecordingPlc(SimulatedPlc):
     """The simulated PLC, recording each cycle's applied gains and fault bit while asked to."""
 
-    recording = False
+    counting = False    #: count the cycles whose watchdog holds (in faults)
+    recording = False   #: append (time, applied gains, fault) of every cycle to history
     faults = 0
     history: list
 
@@ -140,8 +142,6 @@ class _RecordingPlc(SimulatedPlc):
         self.faults += int(self.counting and block.fault)
         if self.recording:
             self.history.append((time.monotonic(), block.applied_gain.copy(), bool(block.fault)))
-
-    counting = False
 
 
 def _plc_process(protocol: str, outputs: int, scan_ms: float, seed: int, endpoint: str, conn) -> None:
@@ -214,12 +214,8 @@ async def _one_run(protocol: str, outputs: int, scan_ms: float, scans: int, seed
             nonlocal deadline
             link.set_target(0, *targets(time.monotonic() - start))
             await link.cycle()
-            deadline += period
-            late = time.monotonic() - deadline
-            if late > 0:   # a cycle that overran: its skipped periods wrote no heartbeat
-                skipped = int(late // period) + 1
-                link.missed_heartbeats += skipped
-                deadline += skipped * period
+            deadline, missed = next_deadline(deadline, time.monotonic(), period)
+            link.missed_heartbeats += missed   # a cycle that overran: its skipped periods wrote no heartbeat
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
         for _ in range(50):   # connect and settle before measuring

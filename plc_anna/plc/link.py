@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from plc_anna.deadlines import next_deadline
 from plc_anna.plc.tagmap import LayerTags, Tag, TagMap
 from plc_anna.plc.transport import LinkError, Transport, Unreachable, open_transport
 from plc_anna.plc.transport.base import backoff_delays
@@ -167,12 +168,8 @@ class PlcLink:
         deadline = time.monotonic()
         while not stop.is_set():
             await self.cycle()
-            deadline += period_s
-            now = time.monotonic()
-            if now > deadline:
-                skipped = int((now - deadline) // period_s) + 1
-                self.missed_heartbeats += skipped - 1 if skipped > 1 else 0
-                deadline += skipped * period_s if skipped > 1 else 0.0
+            deadline, missed = next_deadline(deadline, time.monotonic(), period_s)
+            self.missed_heartbeats += missed   # a skipped deadline is a scan without a heartbeat
             try:
                 await asyncio.wait_for(stop.wait(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:

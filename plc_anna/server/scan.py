@@ -23,6 +23,8 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from plc_anna.deadlines import next_deadline
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -156,11 +158,8 @@ class ScanTask(Generic[T]):
                 if self.failures == 1 or self.failures % 1000 == 0:
                     logger.exception("scan cycle failed (%d so far)", self.failures)
             cycle = time.perf_counter() - t0
-            deadline += self._period_s
-            now = loop.time()
-            overran = now > deadline
-            if overran:  # skip the deadlines already missed instead of running cycles back to back
-                deadline += self._period_s * math.ceil((now - deadline) / self._period_s)
+            deadline, missed = next_deadline(deadline, loop.time(), self._period_s)
+            overran = missed > 0
             self.stats.record(cycle, lateness, overran)
             if overran and self.on_overrun is not None:
                 try:

@@ -43,6 +43,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from plc_anna.deadlines import next_deadline
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.device.crossbar import HORIZON_S
 from plc_anna.device.network import activate, digital_forward
@@ -378,12 +379,8 @@ class SimulatedPlcServer(ABC):
                 self.failures += 1
                 if self.failures == 1 or self.failures % 1000 == 0:  # not 100 tracebacks a second
                     logger.exception("simulated PLC cycle failed (%d failures so far)", self.failures)
-            deadline += period
-            late = loop.time() - deadline
-            if late > 0:  # missed deadlines are skipped, not run back to back
-                missed = int(late // period) + 1
-                self.overruns += missed
-                deadline += missed * period
+            deadline, missed = next_deadline(deadline, loop.time(), period)
+            self.overruns += missed
             await asyncio.sleep(deadline - loop.time())
 
     @abstractmethod
