@@ -26,6 +26,7 @@ import numpy as np
 
 from plc_anna.device.base import AnalogNetwork, LayerTrace
 from plc_anna.device.network import Network, load_network
+from plc_anna.plc.logic import UDINT_MODULUS
 from plc_anna.plc.tagmap import Tag, TagMap, load_tag_map
 
 #: Samples kept between two scans at most (older ones are dropped and counted).
@@ -65,7 +66,7 @@ class PlcObservedNetwork(AnalogNetwork):
         self._samples: list[deque] = [deque() for _ in self._layers]
         self._last_count: list[int | None] = [None] * len(self._layers)
         self._last_row: list[tuple[bytes, bytes] | None] = [None] * len(self._layers)
-        self._age_s = None if tag_map.device.age_s is not None else time.time() - tag_map.device.programmed_at
+        self._age_s: float | None = None   # the PLC's age tag, once read
         self._temperature_k = tag_map.device.temperature
         self.samples_lost = 0
         """Samples the PLC's trace overwrote before they were read, or the buffer dropped."""
@@ -136,7 +137,7 @@ class PlcObservedNetwork(AnalogNetwork):
         self._last_count[i] = count
         if last is None:
             return []       # the first read only sets the position: older rows may predate this link
-        new = (count - last) % 2**32
+        new = (count - last) % UDINT_MODULUS
         # The count is read before the rows; a read of several requests (Modbus) lets the PLC write on
         # meanwhile, over the oldest rows of the ring. Only the newest half is taken as written.
         usable = max(1, length // 2)
