@@ -192,3 +192,8 @@ def test_a_killed_server_restarts_from_its_last_saved_state(tmp_path):
             return r.server.restored_scan
 
     assert asyncio.run(asyncio.wait_for(restart(), 60)) == entry.scan
+
+
+def test_the_demo_takes_one_final_age(runner):
+    result = runner.invoke(main, ["demo", "--final-age", "1y,2y"])
+    assert result.exit_code == 2 and "give one age, e.g. 10y, got '1y,2y'" in result.output

@@ -17,10 +17,12 @@ from plc_anna.units import format_age, parse_ages
 
 def _age(ctx, param, value: str) -> float:
     try:
-        (age,) = parse_ages(value)
+        ages = parse_ages(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    return age
+    if len(ages) != 1:
+        raise click.BadParameter(f"give one age, e.g. 10y, got {value!r}")
+    return ages[0]
 
 
 def _table(title: str, rows: list[dict], live: dict | None, unit: str) -> Table:
