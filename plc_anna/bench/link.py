@@ -5,22 +5,27 @@ For each protocol a synthetic one-layer network of ``outputs`` columns
 :class:`~plc_anna.simulated_plc.program.SimulatedPlc` served over real OPC UA or real
 Modbus TCP on 127.0.0.1, cycling every ``scan_ms``. A :class:`~plc_anna.plc.link.PlcLink`
 with the simulated PLC's own tag map (no rate limit, no deadband) runs
-``scans`` cycles on absolute deadlines, its target a seeded, slowly moving
+``scans`` scans as the server runs it (:meth:`~plc_anna.plc.link.PlcLink.run`:
+heartbeat on absolute deadlines, one set/status cycle after each; a scan whose
+cycle was skipped counts), its target a seeded, slowly moving
 gain/offset set, so every set the PLC accepted is followed by a new one.
 What each number measures:
 
-- ``write_ms``: the batched write of a cycle that carried a set (heartbeat,
-  ``GainSet``, ``OffsetSet``, ``CommitCounter``: one OPC UA Write request, or
-  the Modbus FC 16 requests in order), as :attr:`PlcLink.write_s` records it.
-  ``verify_ms`` is the read-back that follows it; ``heartbeat_ms`` a cycle
-  that wrote only the heartbeat.
+- ``write_ms``: the batched write of a set (``GainSet``, ``OffsetSet``,
+  ``CommitCounter``: one OPC UA Write request, or the Modbus FC 16 requests in
+  order), as :attr:`PlcLink.write_s` records it. ``verify_ms`` is the
+  read-back with the status that follows it; ``heartbeat_ms`` a heartbeat
+  write. The link runs as the server runs it (:meth:`PlcLink.run`): the
+  heartbeat on absolute deadlines, a set/status cycle after each heartbeat.
 - ``bare_write_ms``: after the link run, in the same process against the same
   simulated PLC, a plain client (``asyncua.Client.write_values`` with one
   Float array; ``pymodbus`` ``write_registers`` of the same registers in
   requests of 123) writes ``GainSet`` ``scans`` times on the same scan period.
-- ``missed_heartbeats``: link cycles whose heartbeat was not written (failed,
-  or skipped because a cycle overran its period); ``plc_fault_cycles``: PLC
-  cycles whose watchdog held the correction during the measured scans.
+- ``missed_heartbeats``: scans whose heartbeat was not written (the write
+  failed, or the heartbeat task overran its period); ``late_cycles``: scans
+  whose set/status cycle was skipped because the one before overran its
+  period; ``plc_fault_cycles``: PLC cycles whose watchdog held the correction
+  during the measured scans.
 
 - ``reconnect_s``: the PLC's communication restarts (``restart(down_s)``: the
   server stops listening and drops its clients for ``down_s``, the program
@@ -54,11 +59,10 @@ from typing import Any
 import numpy as np
 
 from plc_anna.bench.cycle import machine, percentiles_ms, synthetic_network
-from plc_anna.deadlines import next_deadline
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.link import PlcLink
-from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.plc.tagmap import LinkSettings
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.testing import free_port
 
 PROTOCOLS = ("opcua", "modbus")
@@ -208,37 +212,45 @@ async def _one_run(protocol: str, outputs: int, scan_ms: float, scans: int, seed
         events: list = []
         targets = _targets(0.05, outputs, seed)
         link = PlcLink(tag_map, on_event=events.append)
-        start = deadline = time.monotonic()
+        start = time.monotonic()
+        cycles_run = 0
 
-        async def scan() -> None:
-            nonlocal deadline
+        def before_cycle() -> None:
+            nonlocal cycles_run
+            cycles_run += 1
             link.set_target(0, *targets(time.monotonic() - start))
-            await link.cycle()
-            deadline, missed = next_deadline(deadline, time.monotonic(), period)
-            link.missed_heartbeats += missed   # a cycle that overran: its skipped periods wrote no heartbeat
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
-        for _ in range(50):   # connect and settle before measuring
-            await scan()
+        async def scans_passed(n: int) -> None:
+            """Until ``n`` more scans passed: cycles run, or skipped because the one before overran."""
+            goal = cycles_run + link.late_cycles + n
+            while cycles_run + link.late_cycles < goal:
+                await asyncio.sleep(period)
+
+        # The link as the server runs it: heartbeat on its own deadlines, one set/status cycle after each.
+        stop = asyncio.Event()
+        running = asyncio.create_task(link.run(period, stop, before_cycle))
+        await scans_passed(50)   # connect and settle before measuring
         link.write_s.clear(), link.verify_s.clear(), link.heartbeat_s.clear()
-        link.missed_heartbeats = 0
+        link.missed_heartbeats = link.late_cycles = 0
+        cycles_run = 0
         conn.send(("count", True))
         await _expect(conn, "faults", 10.0)
-        for k in range(scans):
-            await scan()
-            if progress is not None and k % 100 == 99:
-                progress(100)
+        for chunk in [100] * (scans // 100) + [scans % 100]:
+            await scans_passed(chunk)
+            if progress is not None and chunk:
+                progress(chunk)
         conn.send(("faults", None))
         faults = await _expect(conn, "faults", 10.0)
         measured = {"write_s": list(link.write_s), "verify_s": list(link.verify_s),
-                    "heartbeat_s": list(link.heartbeat_s), "missed": link.missed_heartbeats, "sets": link.sets_written}
-        # The PLC restarts its communication; the link keeps cycling through it.
+                    "heartbeat_s": list(link.heartbeat_s), "missed": link.missed_heartbeats, "sets": link.sets_written,
+                    "late": link.late_cycles}
+        # The PLC restarts its communication; the link keeps running through it.
         conn.send(("restart", down_s))
         back_up = resumed = None
         restart: dict[str, Any] | None = None
         limit = time.monotonic() + down_s + 30.0
         while restart is None and time.monotonic() < limit:
-            await scan()
+            await asyncio.sleep(period)
             if resumed is None and back_up is not None and link.connected:
                 resumed = time.monotonic()
             while conn.poll():
@@ -247,7 +259,8 @@ async def _one_run(protocol: str, outputs: int, scan_ms: float, scans: int, seed
                     back_up = value
                 elif kind == "restart":
                     restart = value
-        await link.close()
+        stop.set()
+        await running   # closes the link's connection
         bare = await _bare_writes(protocol, tag_map.layers[0].gain_set, endpoint,
                                   np.asarray(targets(0.0)[0], np.float32), scans, period)
         conn.send(("stop", None))
@@ -262,6 +275,7 @@ async def _one_run(protocol: str, outputs: int, scan_ms: float, scans: int, seed
         "write_ms": percentiles_ms(measured["write_s"], ("p50", "p99")),
         "bare_write_ms": percentiles_ms(bare, ("p50", "p99")),
         "missed_heartbeats": measured["missed"],
+        "late_cycles": measured["late"],
         "reconnect_s": None if resumed is None or back_up is None else round(max(0.0, resumed - back_up), 3),
         "bump": restart["bump"],
         "verify_ms": percentiles_ms(measured["verify_s"], ("p50", "p99")),

@@ -13,7 +13,8 @@ One :meth:`PlcLink.cycle` per scan:
    from the last-good set, no sooner than ``min_commit_interval_s`` after the
    previous set and once the PLC accepted that one, a new set: ``GainSet``,
    ``OffsetSet`` and then ``CommitCounter + 1``; then the heartbeat of every
-   mapped layer (every scan). The new set moves from the last-good set toward the
+   mapped layer (every scan; :meth:`PlcLink.run` writes it on a task of its own
+   instead, see below). The new set moves from the last-good set toward the
    target by at most ``max_gain_step``/``max_offset_step``, so the PLC never
    sees a jump the link's own ramp would not make.
 3. **Read** once: the set written in the previous cycle back (``verify = true``;
@@ -22,6 +23,13 @@ One :meth:`PlcLink.cycle` per scan:
    ``Fault``, and the tags an observer asked for (a PLC-observed network's
    inputs and raw outputs). A cycle is one write and one read, so it stays
    short even when a set is large.
+
+:meth:`PlcLink.run` writes the heartbeat on a task of its own, on absolute
+deadlines (:meth:`PlcLink.beat`: one small write), and runs a set/status cycle
+after each heartbeat: the heartbeat is the PLC's watchdog input, cyclic data
+that must not wait behind a large set write or read-back (over Modbus a
+256-output set is nine requests). A cycle that overruns skips scans; the
+heartbeat goes on.
 
 A lost connection holds the last-good set (the PLC's watchdog holds its applied
 values), raises a ``link_lost`` :class:`LinkEvent` once and retries with
@@ -121,12 +129,16 @@ class PlcLink:
         self.reconnects = 0
         self.sets_written = 0
         self.missed_heartbeats = 0
+        """Scans whose heartbeat was not written: not connected, the write failed, or its deadline passed."""
+        self.late_cycles = 0
+        """Scans whose set/status cycle :meth:`run` skipped because the previous cycle still ran."""
         self.write_s: deque[float] = deque(maxlen=100_000)
-        """Duration of each batched write that carried a new set (heartbeat, gain, offset, counter), in seconds."""
+        """Duration of each batched write that carried a new set (gain, offset, counter; with :meth:`cycle`'s
+        own heartbeat the heartbeats too), in seconds."""
         self.verify_s: deque[float] = deque(maxlen=100_000)
         """Duration of each cycle's read after a written set: its read-back with the status (one request)."""
         self.heartbeat_s: deque[float] = deque(maxlen=100_000)
-        """Duration of each write that carried only the heartbeat, in seconds."""
+        """Duration of each write that carried only heartbeats (:meth:`beat`, or a cycle without a set)."""
         self._lock = threading.Lock()
         self._delays = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
         self._next_attempt = -math.inf
@@ -162,44 +174,102 @@ class PlcLink:
         await self.transport.close()
         self._synced = False
 
-    async def run(self, period_s: float, stop: asyncio.Event) -> None:
-        """Cycle every ``period_s`` on absolute deadlines until ``stop`` is set; missed periods count as
-        missed heartbeats."""
-        deadline = time.monotonic()
-        while not stop.is_set():
-            await self.cycle()
-            deadline, missed = next_deadline(deadline, time.monotonic(), period_s)
-            self.missed_heartbeats += missed   # a skipped deadline is a scan without a heartbeat
-            try:
-                await asyncio.wait_for(stop.wait(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                pass
-        await self.close()
+    async def run(self, period_s: float, stop: asyncio.Event,
+                  before_cycle: Callable[[], None] | None = None) -> None:
+        """Scan every ``period_s`` until ``stop`` is set, then close the connection.
 
-    async def cycle(self) -> None:
-        """One link scan (see the module docstring); never raises."""
+        A heartbeat task writes the heartbeat on absolute deadlines (:meth:`beat`); a deadline it misses
+        counts in :attr:`missed_heartbeats`. Each heartbeat written starts one set/status cycle
+        (:meth:`cycle` without the heartbeat, after ``before_cycle()``), so a set write follows the
+        heartbeat instead of sharing the connection with it. A cycle still running when the next
+        heartbeat is written skips that scan's cycle (:attr:`late_cycles`); the heartbeat never waits.
+        """
+        tick = asyncio.Event()
+        beats_written = 0
+
+        async def heartbeat() -> None:
+            nonlocal beats_written
+            deadline = time.monotonic()
+            try:
+                while not stop.is_set():
+                    await self.beat()
+                    beats_written += 1
+                    tick.set()
+                    deadline, skipped = next_deadline(deadline, time.monotonic(), period_s)
+                    self.missed_heartbeats += skipped
+                    try:
+                        await asyncio.wait_for(stop.wait(), max(0.0, deadline - time.monotonic()))
+                    except TimeoutError:
+                        pass
+            finally:
+                tick.set()   # wakes the cycle loop to see the stop
+
+        beats = asyncio.create_task(heartbeat())
+        try:
+            while True:
+                await tick.wait()
+                tick.clear()
+                if stop.is_set() or beats.done():
+                    break
+                seen = beats_written
+                if before_cycle is not None:
+                    before_cycle()
+                await self.cycle(heartbeat=False)
+                if beats_written > seen:      # heartbeats written meanwhile: their scans' cycles are skipped
+                    self.late_cycles += beats_written - seen
+                    tick.clear()
+                if stop.is_set() or beats.done():   # the tick just cleared may have been the stop's
+                    break
+            await beats
+        finally:
+            beats.cancel()
+            await asyncio.gather(beats, return_exceptions=True)
+            await self.close()
+
+    async def beat(self) -> None:
+        """Write every mapped layer's heartbeat, one small write; never raises. A beat that is not written
+        (not connected, or the write failed) counts in :attr:`missed_heartbeats`; a lost connection is
+        handled as in :meth:`cycle`."""
         now = self.clock()
         if not self.connected:
-            if now < self._next_attempt:
-                self.missed_heartbeats += 1
-                return
-            if not await self._connect(now):
-                self.missed_heartbeats += 1
-                return
+            self.missed_heartbeats += 1
+            return
+        items = self._heartbeats()
+        start = time.perf_counter()
+        try:
+            await self.transport.write(items)
+        except LinkError as exc:
+            self.missed_heartbeats += 1
+            self._failed(exc, now)
+            return
+        self.heartbeat_s.append(time.perf_counter() - start)
+
+    async def cycle(self, heartbeat: bool = True) -> None:
+        """One link scan (see the module docstring); never raises. ``heartbeat=False`` leaves the heartbeat
+        out of the write (:meth:`run` writes it with :meth:`beat`); a cycle without a set then writes nothing."""
+        now = self.clock()
+        if not self.connected and (now < self._next_attempt or not await self._connect(now)):
+            self.missed_heartbeats += heartbeat
+            return
         try:
             # A set written in one cycle is read back in the next: each cycle is one write and one read,
             # never a write and a read-back of every array, so a cycle stays short.
             verifying = {index: entry.unverified for index, entry in self.layers.items()
                          if entry.unverified is not None}
-            sets = await self._write(now)
+            sets = await self._write(now, heartbeat)
             await self._read(now, verifying, sets)
-        except Unreachable as exc:
-            self._lost(exc, now)
         except LinkError as exc:
-            self.last_error = str(exc)
-            if str(exc) != self._last_refusal:
-                self._last_refusal = str(exc)
-                self._emit("write_refused", str(exc))
+            self._failed(exc, now)
+
+    def _failed(self, exc: LinkError, now: float) -> None:
+        """A lost connection becomes link_lost; any other error is reported once until it changes."""
+        if isinstance(exc, Unreachable):
+            self._lost(exc, now)
+            return
+        self.last_error = str(exc)
+        if str(exc) != self._last_refusal:
+            self._last_refusal = str(exc)
+            self._emit("write_refused", str(exc))
 
     # ------------------------------------------------------------ internals
     async def _connect(self, now: float) -> bool:
@@ -238,6 +308,8 @@ class PlcLink:
         self._synced = True
 
     def _lost(self, exc: Exception, now: float) -> None:
+        if self._lost_reported and now < self._next_attempt:
+            return   # the other task (cycle or beat) saw the same loss: one backoff step, not two
         self._synced = False
         self.last_error = str(exc)
         self._next_attempt = now + next(self._delays)
@@ -265,9 +337,13 @@ class PlcLink:
                     float(np.max(np.abs(offset - entry.offset), initial=0.0)))
         return (gain, offset) if moved > self.settings.deadband else None
 
-    async def _write(self, now: float) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
-        """Write the new sets and the heartbeat as one batch; the sets written, by layer."""
+    def _heartbeats(self) -> list[tuple[Tag, int]]:
+        """The next heartbeat for every mapped layer."""
         self.heartbeat = (self.heartbeat + 1) % COUNTER_MODULUS
+        return [(entry.tags.heartbeat, self.heartbeat) for entry in self.layers.values()]
+
+    async def _write(self, now: float, heartbeat: bool) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
+        """Write the new sets (and with ``heartbeat`` the heartbeats) as one batch; the sets written, by layer."""
         items: list[tuple[Tag, object]] = []
         sets = {}
         for index, entry in self.layers.items():
@@ -279,12 +355,15 @@ class PlcLink:
                           (entry.tags.commit_counter, counter)]
         # The heartbeats last: in the OpenPLC layout they follow the counter, so a Modbus batch of one
         # layer is one ascending run of registers.
-        items += [(entry.tags.heartbeat, self.heartbeat) for entry in self.layers.values()]
+        if heartbeat:
+            items += self._heartbeats()
+        if not items:
+            return sets
         start = time.perf_counter()
         try:
             await self.transport.write(items)
         except LinkError:
-            self.missed_heartbeats += 1
+            self.missed_heartbeats += heartbeat
             raise
         (self.write_s if sets else self.heartbeat_s).append(time.perf_counter() - start)
         for index, (gain, offset, counter) in sets.items():

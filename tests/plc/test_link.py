@@ -12,10 +12,10 @@ import pytest
 
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.link import PlcLink
+from plc_anna.plc.tagmap import LinkSettings
 from plc_anna.simulated_plc.modbus import SimulatedPlcModbus
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc
-from plc_anna.plc.tagmap import LinkSettings
 from plc_anna.testing import free_port
 
 FAST = LinkSettings(deadband=0.0, min_commit_interval_s=0.0, max_gain_step=0.5, commit_timeout_s=1.0,
@@ -24,14 +24,18 @@ LAST = 2  # thermocouple: three layers, the last has 4 outputs
 
 
 class RecordingPlc(SimulatedPlc):
-    """Keeps the last layer's applied gains of every PLC cycle while ``applied`` is a list."""
+    """Keeps the last layer's applied gains of every PLC cycle while ``applied`` is a list, and its
+    (Heartbeat, Fault) while ``beats`` is."""
 
     applied: list | None = None
+    beats: list | None = None
 
     def cycle(self) -> None:
         super().cycle()
         if self.applied is not None:
             self.applied.append(self.tags(LAST)["AppliedGain"].copy())
+        if self.beats is not None:
+            self.beats.append((self.tags(LAST)["Heartbeat"], self.tags(LAST)["Fault"]))
 
 
 def make_plc(**kwargs) -> RecordingPlc:
@@ -219,3 +223,60 @@ def test_a_set_with_nan_or_the_wrong_length_is_refused_before_anything_is_sent()
         link.set_target(LAST, np.ones(3), np.zeros(3))
     with pytest.raises(ValueError, match="layer 7 is not in the tag map"):
         link.set_target(7, np.ones(4), np.zeros(4))
+
+
+def test_run_writes_the_heartbeat_every_scan_while_slow_set_writes_skip_cycles():
+    """run(): the heartbeat has deadlines of its own. Set writes that take 3.5 scans skip set/status
+    cycles (late_cycles) but never hold the heartbeat back, which a batch with the set would."""
+    async def main():
+        async with plc_and_link("modbus") as (plc, _, link, events):
+            write, gain_set = link.transport._write_hook, link.layers[LAST].tags.gain_set
+
+            async def slow_set_write(items):    # a PLC that takes 35 ms to take a set
+                if any(tag == gain_set for tag, _ in items):
+                    await asyncio.sleep(0.035)
+                await write(items)
+
+            link.transport._write_hook = slow_set_write
+            flip = itertools.cycle([1.2, 0.8])
+            stop = asyncio.Event()
+            running = asyncio.create_task(link.run(
+                0.01, stop, before_cycle=lambda: link.set_target(LAST, np.full(4, next(flip)), np.zeros(4))))
+            await asyncio.sleep(0.3)            # connected, sets flowing
+            plc.beats, sets, late = [], link.sets_written, link.late_cycles
+            await asyncio.sleep(1.0)
+            beats, plc.beats = plc.beats, None
+            stop.set()
+            await running
+            assert link.sets_written - sets >= 5 and link.late_cycles - late >= 10
+            assert not link.connected and "link_lost" not in kinds(events)
+            assert not any(fault for _, fault in beats)
+            # The PLC cycles on the link's period: the heartbeat moved in nearly every PLC cycle (with each
+            # set write holding it back, it moved in fewer than half).
+            moved = sum(a != b for (a, _), (b, _) in itertools.pairwise(beats))
+            assert moved >= 0.6 * (len(beats) - 1), (moved, len(beats))
+    asyncio.run(main())
+
+
+def test_run_stops_when_stop_is_set_during_a_long_set_write():
+    async def main():
+        async with plc_and_link("modbus") as (_, _, link, _):
+            write, gain_set = link.transport._write_hook, link.layers[LAST].tags.gain_set
+            writing = asyncio.Event()
+
+            async def slow_set_write(items):
+                if any(tag == gain_set for tag, _ in items):
+                    writing.set()
+                    await asyncio.sleep(0.1)    # heartbeats go out meanwhile
+                await write(items)
+
+            link.transport._write_hook = slow_set_write
+            link.set_target(LAST, np.full(4, 1.2), np.zeros(4))
+            stop = asyncio.Event()
+            running = asyncio.create_task(link.run(0.01, stop))
+            await asyncio.wait_for(writing.wait(), 5.0)
+            await asyncio.sleep(0.05)           # heartbeats pass the write; then stop
+            stop.set()
+            await asyncio.wait_for(running, 5.0)
+            assert link.late_cycles >= 2 and not link.connected
+    asyncio.run(main())
