@@ -20,7 +20,7 @@ def test_a_short_modbus_run_reports_every_number(tmp_path):
     (run,) = json.loads(report.read_text())["runs"]
     assert KEYS <= set(run) and run["protocol"] == "modbus" and run["scans"] == 50
     assert run["write_ms"]["p50"] > 0 and run["bare_write_ms"]["p99"] >= run["bare_write_ms"]["p50"] > 0
-    assert run["sets_written"] > 5 and run["plc_fault_cycles"] == 0
+    assert run["sets_written"] > 5 and run["plc_fault_cycles"] == 0 and run["late_cycles"] >= 0
     assert run["reconnect_s"] is not None and 0 <= run["reconnect_s"] < 5.0       # the link came back
     assert run["bump"] is not None and run["bump"] <= 0.02 * (1 + 1e-5)           # no jump beyond one PLC step
     assert run["targets"]["resumes_within_5_s"] is True and run["targets"]["no_missed_heartbeat"] is None
