@@ -63,6 +63,21 @@ async def cycles(link: PlcLink, n: int, period_s: float = 0.01) -> None:
         await asyncio.sleep(period_s)
 
 
+def slow_set_writes(link: PlcLink, delay_s: float) -> asyncio.Event:
+    """Every write that carries a set waits ``delay_s`` before it goes out (a slow PLC); the event is set
+    when the first one starts."""
+    write, gain_set, writing = link.transport._write_hook, link.layers[LAST].tags.gain_set, asyncio.Event()
+
+    async def slow(items):
+        if any(tag == gain_set for tag, _ in items):
+            writing.set()
+            await asyncio.sleep(delay_s)
+        await write(items)
+
+    link.transport._write_hook = slow
+    return writing
+
+
 def kinds(events) -> list[str]:
     return [event.kind for event in events]
 
@@ -230,14 +245,7 @@ def test_run_writes_the_heartbeat_every_scan_while_slow_set_writes_skip_cycles()
     cycles (late_cycles) but never hold the heartbeat back, which a batch with the set would."""
     async def main():
         async with plc_and_link("modbus") as (plc, _, link, events):
-            write, gain_set = link.transport._write_hook, link.layers[LAST].tags.gain_set
-
-            async def slow_set_write(items):    # a PLC that takes 35 ms to take a set
-                if any(tag == gain_set for tag, _ in items):
-                    await asyncio.sleep(0.035)
-                await write(items)
-
-            link.transport._write_hook = slow_set_write
+            slow_set_writes(link, 0.035)        # a PLC that takes 35 ms to take a set
             flip = itertools.cycle([1.2, 0.8])
             stop = asyncio.Event()
             running = asyncio.create_task(link.run(
@@ -261,16 +269,7 @@ def test_run_writes_the_heartbeat_every_scan_while_slow_set_writes_skip_cycles()
 def test_run_stops_when_stop_is_set_during_a_long_set_write():
     async def main():
         async with plc_and_link("modbus") as (_, _, link, _):
-            write, gain_set = link.transport._write_hook, link.layers[LAST].tags.gain_set
-            writing = asyncio.Event()
-
-            async def slow_set_write(items):
-                if any(tag == gain_set for tag, _ in items):
-                    writing.set()
-                    await asyncio.sleep(0.1)    # heartbeats go out meanwhile
-                await write(items)
-
-            link.transport._write_hook = slow_set_write
+            writing = slow_set_writes(link, 0.1)   # heartbeats go out meanwhile
             link.set_target(LAST, np.full(4, 1.2), np.zeros(4))
             stop = asyncio.Event()
             running = asyncio.create_task(link.run(0.01, stop))
