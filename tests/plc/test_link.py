@@ -153,8 +153,8 @@ def test_a_stalled_heartbeat_makes_the_plc_hold_and_the_link_reports_it():
             await asyncio.sleep(0.7)                      # plc-anna stops: the heartbeat stalls past 0.5 s
             assert plc.tags(LAST)["Fault"] and plc.tags(LAST)["Status"] == 2
             np.testing.assert_array_equal(plc.tags(LAST)["AppliedGain"], held)
-            await cycles(link, 1)
-            assert "plc_fault" in kinds(events)
+            await link.cycle(heartbeat=False)  # a read with no heartbeat first: the PLC cannot clear its fault
+            assert "plc_fault" in kinds(events)    # between this cycle's write and its read
             await cycles(link, 10)                        # the heartbeat moves again: the PLC clears its fault
             assert not plc.tags(LAST)["Fault"] and "plc_fault_cleared" in kinds(events)
     asyncio.run(main())
