@@ -22,6 +22,7 @@ from plc_anna.server.certificates import CERT_FILE
 from plc_anna.server.config import ServerConfig
 from plc_anna.server.passwords import hash_password
 from plc_anna.testing import RunningRig, free_port, rig
+from tests.server.support import wait_for
 
 FAST = CompensatorConfig(calibration_samples=1024, estimate_samples=512, holdout_samples=256)
 LAYER1 = "AnalogNetwork.Layers.Layer1"
@@ -36,17 +37,6 @@ class EventRecorder(list):
 
 def run(scenario, timeout=90):
     return asyncio.run(asyncio.wait_for(scenario(), timeout=timeout))
-
-
-async def wait_for(predicate, timeout=20.0, step=0.05):
-    """Poll an async predicate until it is true (the scan task runs beside the test)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if await predicate():
-            return True
-        await asyncio.sleep(step)
-    return False
 
 
 def test_browse_read_methods_and_rights(tmp_path):

@@ -4,6 +4,7 @@ the ControllerLink object and the link's events, over real OPC UA on loopback.""
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from asyncua import ua
 
@@ -13,6 +14,7 @@ from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.plc.tagmap import tag_map_to_toml
 from plc_anna.testing import free_port, rig
+from tests.server import support
 
 FAST = CompensatorConfig(calibration_samples=512, estimate_samples=256, holdout_samples=128)
 LAST = 2
@@ -23,13 +25,7 @@ class EventRecorder(list):
         self.append(event)
 
 
-async def wait_for(predicate, timeout=30.0, step=0.05):
-    end = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < end:
-        if await predicate():
-            return True
-        await asyncio.sleep(step)
-    return False
+wait_for = functools.partial(support.wait_for, timeout=30.0)   # a link connects and calibrates first
 
 
 def test_a_plc_observed_network_is_compensated_and_the_link_is_shown(tmp_path):
