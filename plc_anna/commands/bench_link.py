@@ -54,7 +54,8 @@ def bench_link(protocols, outputs, scan_ms, scans, down_s, seed, json_path) -> N
     for run in report["runs"]:
         table.add_row(run["protocol"], str(run["scans"]), _pair(run["write_ms"]), _pair(run["bare_write_ms"]),
                       _pair(run["verify_ms"]), _pair(run["heartbeat_ms"]), str(run["missed_heartbeats"]),
-                      str(run["late_cycles"]), str(run["plc_fault_cycles"]), "-" if run["reconnect_s"] is None else f"{run['reconnect_s']:.2f}",
+                      str(run["late_cycles"]), str(run["plc_fault_cycles"]),
+                      "-" if run["reconnect_s"] is None else f"{run['reconnect_s']:.2f}",
                       "-" if run["bump"] is None else f"{run['bump']:.3g}")
     console.print(table)
     for run in report["runs"]:
