@@ -83,7 +83,9 @@ def save(directory: Path, stem: str, cert, key=None) -> tuple[Path, Path | None]
 def clients():
     """Client certificates made once: a trusted one, a stranger, a CA and a certificate it issued."""
     ca_key = cert_gen.generate_private_key()
-    ca = cert_gen.generate_self_signed_app_certificate(ca_key, "plc-anna test CA", {}, [], [], days=30)
+    # cryptography >= 51 refuses an empty SubjectAlternativeName, so the CA names itself by URI
+    ca = cert_gen.generate_self_signed_app_certificate(
+        ca_key, "plc-anna test CA", {}, [x509.UniformResourceIdentifier("urn:plc-anna:test-ca")], [], days=30)
     return {"trusted": app_certificate(CLIENT_URI), "stranger": app_certificate("urn:plc-anna:stranger"),
             "ca": (ca, ca_key), "issued": app_certificate("urn:plc-anna:issued", issuer=(ca, ca_key))}
 
