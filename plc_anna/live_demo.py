@@ -34,7 +34,7 @@ from plc_anna.bench.streams import split
 from plc_anna.device.network import activate, digital_forward, load_network
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.simulated_plc.program import SimulatedPlc
-from plc_anna.plc.tagmap import tag_map_to_toml
+from plc_anna.contract.tagmap import tag_map_to_toml
 from plc_anna.units import format_age, parse_ages
 
 START_AGE_S = 60.0

@@ -14,7 +14,7 @@ FORBIDDEN = ("click", "asyncua", "pymodbus", "cli")
     "plc_anna.ageing", "plc_anna.units", "plc_anna.stats", "plc_anna.stats.reference", "plc_anna.drift",
     "plc_anna.drift.monitor", "plc_anna.correction.transport", "plc_anna.correction.estimate",
     "plc_anna.compensator", "plc_anna.loop", "plc_anna.bench.compensation",
-    "plc_anna.device.plc_observed", "plc_anna.plc.tagmap", "plc_anna.plc.logic", "plc_anna.plc.link",
+    "plc_anna.device.plc_observed", "plc_anna.contract.tagmap", "plc_anna.contract.logic", "plc_anna.plc.link",
     "plc_anna.simulated_plc.program", "plc_anna.simulated_plc.layout", "plc_anna.commission",
 ])
 def test_library_modules_stay_light(module):
@@ -31,3 +31,14 @@ def test_numerics_do_not_know_the_device(module):
     code = f"import sys, {module}; print(any(m.startswith('plc_anna.device') for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("module", ["plc_anna.device", "plc_anna.device.plc_observed", "plc_anna.contract.logic",
+                                    "plc_anna.contract.ramp", "plc_anna.contract.tagmap",
+                                    "plc_anna.simulated_plc.program"])
+def test_the_device_and_the_contract_do_not_know_the_link(module):
+    """The PLC contract is one package below the device, the link and the simulated PLC: none of these
+    reach up into the link or its transports."""
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('plc_anna.plc')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -25,7 +25,7 @@ import blark.transform as blark_transform
 import pytest
 import xmlschema
 
-from plc_anna.plc import logic
+from plc_anna.contract import logic
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "ladder_examples"

@@ -61,7 +61,7 @@ import numpy as np
 from plc_anna.bench.cycle import machine, percentiles_ms, synthetic_network
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.link import PlcLink
-from plc_anna.plc.tagmap import LinkSettings
+from plc_anna.contract.tagmap import LinkSettings
 from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.testing import free_port
 

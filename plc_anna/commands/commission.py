@@ -136,7 +136,7 @@ def _url_settings(out: Output, url: str, user, password, timeout, yes):
 
 
 def _load_map(out: Output, path: str, user, password, timeout, yes):
-    from plc_anna.plc.tagmap import load_tag_map
+    from plc_anna.contract.tagmap import load_tag_map
 
     try:
         tag_map = load_tag_map(path)
@@ -253,7 +253,7 @@ def browse(url, search, root, user, password, timeout, yes, json_path) -> None:
 @common_options("url")
 def draft(url, net, out_path, search, force, user, password, timeout, yes, json_path) -> None:
     """Draft a tag map from the PLC's variables (OPC UA): one group of role variables per layer of NET."""
-    from plc_anna.plc.tagmap import tag_map_to_toml
+    from plc_anna.contract.tagmap import tag_map_to_toml
 
     out = Output("draft", json_path)
     if Path(out_path).exists() and not force:

@@ -55,7 +55,7 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
     """Run a simulated PLC: one correction block per layer of a simulated network, until Ctrl-C."""
     from plc_anna.device.simulated import SimulatedNetwork
     from plc_anna.simulated_plc.program import SimulatedPlc
-    from plc_anna.plc.tagmap import tag_map_to_toml
+    from plc_anna.contract.tagmap import tag_map_to_toml
 
     if protocol == "modbus" and user:
         raise click.UsageError("Modbus TCP has no login: --user is for --protocol opcua")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from plc_anna.device.network import Network, load_network
 from plc_anna.simulated_plc.program import PASSWORD_ENV
-from plc_anna.plc.tagmap import PlcSettings, TagMap
+from plc_anna.contract.tagmap import PlcSettings, TagMap
 
 #: URL scheme -> tag-map protocol.
 SCHEMES = {"opc.tcp": "opcua", "modbus": "modbus"}
@@ -47,7 +47,7 @@ class _GivenPassword(PlcSettings):
     """``[plc]`` with a password given on the command line instead of through ``password_env``.
 
     The password is no field of :class:`PlcSettings`, so it is never written to a tag map
-    (:func:`~plc_anna.plc.tagmap.tag_map_to_toml` writes the base class's fields) nor shown in a repr.
+    (:func:`~plc_anna.contract.tagmap.tag_map_to_toml` writes the base class's fields) nor shown in a repr.
     """
 
     given_password: str | None = field(default=None, repr=False, compare=False)

@@ -23,7 +23,7 @@ from plc_anna.device.plc_observed import PlcObservedNetwork
 from plc_anna.drift.states import DriftState
 from plc_anna.commission.base import resolve_network
 from plc_anna.plc.link import LinkEvent, PlcLink
-from plc_anna.plc.tagmap import TagMap
+from plc_anna.contract.tagmap import TagMap
 from plc_anna.server.runtime import Runtime
 from plc_anna.server.store import StateStore
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from plc_anna.commission.base import Check
-from plc_anna.plc.link import next_counter, ramp_position, slew
-from plc_anna.plc.tagmap import LayerTags, TagMap
+from plc_anna.contract.counters import next_beat, next_counter
+from plc_anna.contract.ramp import ramp_position, ramp_step
+from plc_anna.contract.tagmap import LayerTags, TagMap
 from plc_anna.plc.transport import Transport, open_transport
 from plc_anna.server.runtime import Runtime
 
@@ -48,7 +49,7 @@ def _steps(start: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.nd
     limits = (max_gain_step, max_offset_step)
     sets = []
     while len(sets) < MAX_SETS:
-        current = [slew(now, goal, limit) for now, goal, limit in zip(current, target, limits, strict=True)]
+        current = [ramp_step(now, goal, limit) for now, goal, limit in zip(current, target, limits, strict=True)]
         sets.append((current[0], current[1]))
         if all(np.array_equal(now, final) for now, final in zip(current, goal32, strict=True)):
             return sets
@@ -188,7 +189,7 @@ async def _commit(transport: Transport, tag_map: TagMap, plan: list[dict[str, An
                     failures[k] = (f"the PLC did not accept set {counters[k]} in time (AcceptedCommit "
                                    f"{state['accepted_commit']}, Status {state['status']})")
             break
-        beat = next_counter(beat)
+        beat = next_beat(beat)
         items: list[tuple[Any, Any]] = [(layer.heartbeat, beat) for layer in layers]
         for k, layer in enumerate(layers):
             if k in failures or pending[k] is not None or not queues[k]:
@@ -234,7 +235,7 @@ async def _verify(transport: Transport, layers: list[LayerTags], *, committed: l
     heartbeats = [values["plc_heartbeat"] for values in first]
     moving = [False] * len(layers)
     while not all(moving) and time.monotonic() - start < running_wait_s:
-        beat = next_counter(beat)
+        beat = next_beat(beat)
         await transport.write([(layer.heartbeat, beat) for layer in layers])
         await asyncio.sleep(beat_s)
         beats = await transport.read([layer.plc_heartbeat for layer in layers])

@@ -22,7 +22,7 @@ from typing import Any
 from plc_anna.device.network import Network
 from plc_anna.commission.base import (MODBUS_NO_BROWSING, PASSWORD_ENV, network_label, plain_settings,
                                           resolve_network, settings_for_url, shapes)
-from plc_anna.plc.tagmap import (OPTIONAL_ROLES, REQUIRED_ROLES, DeviceTags, LayerTags, PlcSettings, Tag, TagMap,
+from plc_anna.contract.tagmap import (OPTIONAL_ROLES, REQUIRED_ROLES, DeviceTags, LayerTags, PlcSettings, Tag, TagMap,
                                  parse_tag_map, tag_map_to_toml)
 from plc_anna.plc.transport import open_transport
 
@@ -139,7 +139,7 @@ async def draft_tag_map(settings: PlcSettings, network: Network | str | Path, pa
     Returns
     -------
     TagMap
-        The draft, checked as :func:`~plc_anna.plc.tagmap.parse_tag_map` checks a file.
+        The draft, checked as :func:`~plc_anna.contract.tagmap.parse_tag_map` checks a file.
 
     Raises
     ------

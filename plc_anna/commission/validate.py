@@ -19,7 +19,7 @@ import numpy as np
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.network import Network
 from plc_anna.commission.base import Check, resolve_network, shapes
-from plc_anna.plc.tagmap import LayerTags, PlcSettings, Tag, TagMap
+from plc_anna.contract.tagmap import LayerTags, PlcSettings, Tag, TagMap
 from plc_anna.plc.transport import LinkError, Transport, Unreachable, open_transport
 
 #: The hardware's correction range: a current gain outside it is no set plc-anna or the PLC block would hold.

@@ -26,8 +26,8 @@ import numpy as np
 
 from plc_anna.device.base import AnalogNetwork, LayerTrace
 from plc_anna.device.network import Network, load_network
-from plc_anna.plc.logic import UDINT_MODULUS
-from plc_anna.plc.tagmap import Tag, TagMap, load_tag_map
+from plc_anna.contract.counters import UDINT_MODULUS
+from plc_anna.contract.tagmap import Tag, TagMap, load_tag_map
 
 #: Samples kept between two scans at most (older ones are dropped and counted).
 BUFFER_SAMPLES = 65536

@@ -1,1 +1,1 @@
-"""Controller side: the PLC logic, transports (later), simulated PLC (later)."""
+"""The controller link: transports (OPC UA client, Modbus TCP) and the PLC link that writes the sets."""

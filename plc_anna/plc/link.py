@@ -50,11 +50,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from plc_anna.deadlines import next_deadline
-from plc_anna.plc.tagmap import LayerTags, Tag, TagMap
+from plc_anna.contract.counters import next_beat, next_counter
+from plc_anna.contract.ramp import ramp_position, ramp_step
+from plc_anna.contract.tagmap import LayerTags, Tag, TagMap
 from plc_anna.plc.transport import LinkError, Transport, Unreachable, open_transport
 from plc_anna.plc.transport.base import backoff_delays
 
-COUNTER_MODULUS = 2**32
 #: Events the link raises; the severity follows the OPC UA scale (1..1000).
 EVENT_SEVERITY = {"link_lost": 800, "link_restored": 300, "write_refused": 700, "verify_failed": 700,
                   "set_rejected": 700, "commit_timeout": 600, "plc_fault": 800, "plc_fault_cleared": 300,
@@ -331,15 +332,15 @@ class PlcLink:
             return None
         with self._lock:
             target_gain, target_offset = entry.target
-        gain = slew(entry.gain, target_gain, self.settings.max_gain_step)
-        offset = slew(entry.offset, target_offset, self.settings.max_offset_step)
+        gain = ramp_step(entry.gain, target_gain, self.settings.max_gain_step)
+        offset = ramp_step(entry.offset, target_offset, self.settings.max_offset_step)
         moved = max(float(np.max(np.abs(gain - entry.gain), initial=0.0)),
                     float(np.max(np.abs(offset - entry.offset), initial=0.0)))
         return (gain, offset) if moved > self.settings.deadband else None
 
     def _heartbeats(self) -> list[tuple[Tag, int]]:
         """The next heartbeat for every mapped layer."""
-        self.heartbeat = (self.heartbeat + 1) % COUNTER_MODULUS
+        self.heartbeat = next_beat(self.heartbeat)
         return [(entry.tags.heartbeat, self.heartbeat) for entry in self.layers.values()]
 
     async def _write(self, now: float, heartbeat: bool) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
@@ -453,26 +454,3 @@ class PlcLink:
         if self.on_event is not None:
             self.on_event(LinkEvent(kind, message, layer))
 
-
-def next_counter(counter: int) -> int:
-    """The commit counter after ``counter``: it wraps as a UDINT, and 0 is skipped (D7: "no set yet")."""
-    return (int(counter) + 1) % COUNTER_MODULUS or 1
-
-
-def ramp_position(tags: LayerTags, accepted: int, gain, offset) -> tuple[np.ndarray, np.ndarray]:
-    """Where a layer's ramp stands on the PLC, from what was read: ``gain``/``offset`` are the applied
-    values (or, without those tags, the set); the identity when the PLC took no set since power-on and
-    shows no applied values. As REAL (float32)."""
-    if accepted == 0 and tags.applied_gain is None:
-        return np.ones(tags.n_out, np.float32), np.zeros(tags.n_out, np.float32)
-    return np.asarray(gain, np.float32), np.asarray(offset, np.float32)
-
-
-def slew(current: np.ndarray, target: np.ndarray, max_step: float) -> np.ndarray:
-    """``current`` moved toward ``target`` by at most ``max_step`` per element, as float32; an element
-    within ``max_step`` lands exactly on the target's REAL value."""
-    current = np.asarray(current, np.float32)
-    target = np.asarray(target, np.float64)
-    delta = target - current
-    stepped = (current + np.clip(delta, -max_step, max_step)).astype(np.float32)
-    return np.where(np.abs(delta) <= max_step, target.astype(np.float32), stepped).astype(np.float32)

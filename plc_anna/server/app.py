@@ -32,7 +32,7 @@ from plc_anna.compensator import CompensatorConfig
 from plc_anna.device import AnalogNetwork, open_network
 from plc_anna.device.network import Network, load_network
 from plc_anna.device.params import load_device_params
-from plc_anna.plc.tagmap import load_tag_map
+from plc_anna.contract.tagmap import load_tag_map
 from plc_anna.drift.states import Event
 from plc_anna.server import nodes as ua_nodes
 from plc_anna.server.config import ServerConfig

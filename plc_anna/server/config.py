@@ -381,7 +381,7 @@ def _check_network(value: str) -> str:
 
 
 def _check_tag_map(value: str) -> str:
-    from plc_anna.plc.tagmap import load_tag_map
+    from plc_anna.contract.tagmap import load_tag_map
 
     if not value:
         return value

@@ -22,7 +22,7 @@ from asyncua import Server, ua
 
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.plc.link import LinkEvent, PlcLink
-from plc_anna.plc.tagmap import TagMap
+from plc_anna.contract.tagmap import TagMap
 from plc_anna.server.nodes import AddressSpace
 from plc_anna.server.runtime import Snapshot
 

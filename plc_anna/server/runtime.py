@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 
 from plc_anna.compensator import CompensatorConfig
+from plc_anna.contract.counters import next_beat, next_counter, udint
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.device.simulated import HORIZON_S, SimulatedNetwork
 from plc_anna.drift.states import DriftState, Event
 from plc_anna.loop import ScanLoop, apply_device_corrections
 
-#: The commit and heartbeat counters are PLC UDINTs: they wrap at 2**32.
-COUNTER_MODULUS = 2**32
 #: Age at which a freshly programmed simulated network starts (its t0 fingerprint a minute later).
 START_AGE_S = 60.0
 STATE_FORMAT = 1
@@ -147,11 +146,11 @@ class Runtime:
 
     def _snapshot(self, events: tuple[Event, ...], read_s: float, compute_s: float, beat: bool = True) -> Snapshot:
         if beat:  # the heartbeat counts scans
-            self.heartbeat = (self.heartbeat + 1) % COUNTER_MODULUS
+            self.heartbeat = next_beat(self.heartbeat)
         plc_set = self.compensator.correction(len(self.compensator.layers) - 1)
         if self._published is None or not all(np.array_equal(a, b) for a, b in zip(plc_set, self._published)):
             if self._published is not None:
-                self.commit_counter = (self.commit_counter + 1) % COUNTER_MODULUS
+                self.commit_counter = next_counter(self.commit_counter)
             self._published = plc_set
         return Snapshot(scan=self.scan, age_s=self.net.age_s, temperature_k=self.net.temperature_k,
                         layers=tuple(_layer_snapshot(layer, self.samples)
@@ -214,7 +213,7 @@ class Runtime:
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
             raise ValueError(f"not a saved server state of format {STATE_FORMAT}")
         try:
-            scan, counter = int(data["scan"]), int(data["commit_counter"]) % COUNTER_MODULUS
+            scan, counter = int(data["scan"]), udint(int(data["commit_counter"]))
             age = math.nan if data["age_s"] is None else float(data["age_s"])
             temperature = float(data["temperature_k"])
             saved = data["compensator"]

@@ -12,7 +12,7 @@ import re
 import socket
 from collections.abc import Sequence
 
-from plc_anna.plc.tagmap import PLC_TYPES
+from plc_anna.contract.tagmap import PLC_TYPES
 
 #: Per-layer tags in the GVL's order: name -> (PLC type, length: "out", "in", "trace_in", "trace_out" or None).
 LAYER_TAGS: dict[str, tuple[str, str | None]] = {

@@ -34,7 +34,7 @@ from plc_anna.simulated_plc.layout import (
     tag_length,
 )
 from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
-from plc_anna.plc.tagmap import PLC_TYPES, WORD_ORDERS, TagMap
+from plc_anna.contract.tagmap import PLC_TYPES, WORD_ORDERS, TagMap
 
 DEFAULT_ENDPOINT = "modbus://127.0.0.1:5020"
 UNIT_ID = 1

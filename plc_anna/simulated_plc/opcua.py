@@ -42,7 +42,7 @@ from plc_anna.simulated_plc.layout import (
     tag_length,
 )
 from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
-from plc_anna.plc.tagmap import TagMap
+from plc_anna.contract.tagmap import TagMap
 from plc_anna.server.writes import WriteGuard, WriteRefused
 
 logger = logging.getLogger(__name__)

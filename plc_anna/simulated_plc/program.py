@@ -47,7 +47,8 @@ from plc_anna.deadlines import next_deadline
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.device.crossbar import HORIZON_S
 from plc_anna.device.network import activate, digital_forward
-from plc_anna.plc.logic import UDINT_MODULUS, CorrectionBlock, Status
+from plc_anna.contract.counters import UDINT_MODULUS
+from plc_anna.contract.logic import CorrectionBlock, Status
 from plc_anna.simulated_plc.layout import (
     DEVICE_NAME,
     DEVICE_TAGS,
@@ -62,7 +63,7 @@ from plc_anna.simulated_plc.layout import (
     opcua_nodeid,
     tag_length,
 )
-from plc_anna.plc.tagmap import (
+from plc_anna.contract.tagmap import (
     DeviceTags,
     LayerTags,
     LinkSettings,
@@ -122,7 +123,7 @@ class SimulatedPlc:
         ``RawOutputs``, ``CorrectedOutputs``) take the newest. Each sample's next-layer input is
         corrected with the block's applied gain and offset of this cycle.
     gain_min, gain_max, offset_min, offset_max, max_gain_step, max_offset_step, heartbeat_timeout_s
-        The blocks' parameters (:class:`~plc_anna.plc.logic.CorrectionBlock`), the same for every layer.
+        The blocks' parameters (:class:`~plc_anna.contract.logic.CorrectionBlock`), the same for every layer.
 
     Attributes
     ----------

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from plc_anna.commands.commission import commission
-from plc_anna.plc.tagmap import load_tag_map, tag_map_to_toml
+from plc_anna.contract.tagmap import load_tag_map, tag_map_to_toml
 from plc_anna.server.store import StateStore
 from plc_anna.testing import free_port
 from tests.commands.simplc import SMALL_CONFIG, running_plc

@@ -15,7 +15,7 @@ from plc_anna.commission import (Check, browse, calibrate, commit_and_verify, di
                                      plan_commit, save_baseline, settings_for_url, tag_map_with_credentials,
                                      validate)
 from plc_anna.simulated_plc.program import SimulatedPlc
-from plc_anna.plc.tagmap import LayerTags, TagMap, tag_map_to_toml
+from plc_anna.contract.tagmap import LayerTags, TagMap, tag_map_to_toml
 from plc_anna.plc.transport import Unreachable, open_transport
 from plc_anna.server.runtime import Runtime
 from plc_anna.server.store import StateStore

@@ -12,7 +12,7 @@ import pytest
 
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.plc.link import PlcLink
-from plc_anna.plc.tagmap import LinkSettings
+from plc_anna.contract.tagmap import LinkSettings
 from plc_anna.simulated_plc.modbus import SimulatedPlcModbus
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc

@@ -12,7 +12,7 @@ from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc
-from plc_anna.plc.tagmap import tag_map_to_toml
+from plc_anna.contract.tagmap import tag_map_to_toml
 from plc_anna.testing import free_port, rig
 from tests.server import support
 

@@ -19,7 +19,8 @@ from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.network import network_from_arrays
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.drift.states import DriftState, EventKind
-from plc_anna.server.runtime import COUNTER_MODULUS, START_AGE_S, LayerSnapshot, Runtime, Snapshot
+from plc_anna.contract.counters import UDINT_MODULUS as COUNTER_MODULUS
+from plc_anna.server.runtime import START_AGE_S, LayerSnapshot, Runtime, Snapshot
 
 #: A calibration of 4 scans of 16 samples, a correction estimate of 4 more.
 FAST = CompensatorConfig(calibration_samples=64, estimate_samples=64, holdout_samples=32)
@@ -122,9 +123,9 @@ def test_commit_counter_ignores_hidden_layers_and_wraps(two_layer_net):
     assert rt.snapshot().commit_counter == 0
     rt.commit_counter = COUNTER_MODULUS - 1
     rt.set_correction(1, np.full(3, 1.1), np.zeros(3))
-    assert rt.snapshot().commit_counter == 0
+    assert rt.snapshot().commit_counter == 1        # 0 means "no set yet" to the PLC: the wrap skips it
     rt.set_correction(1, np.full(3, 1.1), np.full(3, 0.01))
-    assert rt.step().commit_counter == 1
+    assert rt.step().commit_counter == 2
 
 
 # ------------------------------------------------------------- persistence

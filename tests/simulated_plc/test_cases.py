@@ -17,7 +17,7 @@ from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.plc.logic import CorrectionBlock, CycleResult, Status
+from plc_anna.contract.logic import CorrectionBlock, CycleResult, Status
 from plc_anna.simulated_plc.layout import MODBUS_TYPES
 from plc_anna.simulated_plc.modbus import SimulatedPlcModbus, decode, encode
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa

@@ -15,11 +15,11 @@ from pymodbus.exceptions import ConnectionException
 
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.plc.logic import Status
+from plc_anna.contract.logic import Status
 from plc_anna.simulated_plc.layout import MODBUS_TYPES, OPENPLC_OFFSETS
 from plc_anna.simulated_plc.modbus import SimulatedPlcModbus, decode, encode
 from plc_anna.simulated_plc.program import SimulatedPlc
-from plc_anna.plc.tagmap import load_tag_map
+from plc_anna.contract.tagmap import load_tag_map
 from plc_anna.testing import free_port
 from tests.simulated_plc.support import assert_stopped_cleanly
 

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.plc.logic import Status
+from plc_anna.contract.logic import Status
 from plc_anna.simulated_plc.layout import LAYER_TAGS, NAMESPACE_URI, WRITTEN_TAGS
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc
-from plc_anna.plc.tagmap import load_tag_map
+from plc_anna.contract.tagmap import load_tag_map
 from plc_anna.server.certificates import ensure_server_certificate
 from plc_anna.testing import free_port
 from tests.simulated_plc.support import assert_stopped_cleanly

@@ -12,7 +12,7 @@ import pytest
 
 from plc_anna.device.network import activate, digital_forward, network_from_arrays
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.plc.logic import Status
+from plc_anna.contract.logic import Status
 from plc_anna.simulated_plc.layout import (
     LAYER_TAGS,
     OPENPLC_OFFSETS,
@@ -20,7 +20,7 @@ from plc_anna.simulated_plc.layout import (
     opcua_nodeid,
 )
 from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
-from plc_anna.plc.tagmap import parse_tag_map, tag_map_to_toml
+from plc_anna.contract.tagmap import parse_tag_map, tag_map_to_toml
 
 
 def make_plc(device: str = "ideal", **kwargs) -> SimulatedPlc:

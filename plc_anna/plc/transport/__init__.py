@@ -7,7 +7,7 @@ their validation; a backend fills the ``_hook`` methods.
 
 Examples
 --------
->>> from plc_anna.plc.tagmap import PlcSettings
+>>> from plc_anna.contract.tagmap import PlcSettings
 >>> open_transport(PlcSettings(protocol="profinet", endpoint="x://plc"))
 Traceback (most recent call last):
 ...
@@ -16,7 +16,7 @@ ValueError: unknown PLC protocol 'profinet'; valid protocols: opcua, modbus
 
 from __future__ import annotations
 
-from plc_anna.plc.tagmap import PlcSettings
+from plc_anna.contract.tagmap import PlcSettings
 from plc_anna.plc.transport.base import (AuthenticationFailed, CertificateRejected, LinkError, TagError, TagInfo,
                                          Transport, Unreachable, WriteRefused)
 from plc_anna.registry import load_class

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Union
 
 import numpy as np
 
-from plc_anna.plc.tagmap import PLC_TYPES, PlcSettings, Tag
+from plc_anna.contract.tagmap import PLC_TYPES, PlcSettings, Tag
 
 Value = Union[np.ndarray, int, float, bool]
 

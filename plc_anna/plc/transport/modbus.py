@@ -1,7 +1,7 @@
 """Modbus TCP transport: PLC tags as holding registers (FC 3 read, FC 16 write).
 
 A tag's address is its first 0-based holding register; it occupies
-:attr:`~plc_anna.plc.tagmap.Tag.registers` registers (REAL, DINT, UDINT 2,
+:attr:`~plc_anna.contract.tagmap.Tag.registers` registers (REAL, DINT, UDINT 2,
 LREAL 4, INT, UINT, BOOL 1 per element). Bytes within a register are
 big-endian, as Modbus defines; the order of the 16-bit words of a multi-word
 value follows ``plc.word_order``: ``"big"`` puts the most significant word in
@@ -16,7 +16,7 @@ after the gain and offset sets were accepted.
 
 Examples
 --------
->>> from plc_anna.plc.tagmap import Tag
+>>> from plc_anna.contract.tagmap import Tag
 >>> one = Tag(role="gain_set", address=0, plc_type="REAL")
 >>> [hex(r) for r in pack_registers(one, np.array([1.0], dtype="float32"), "big")]
 ['0x3f80', '0x0']
@@ -39,7 +39,7 @@ import numpy as np
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from plc_anna.plc.tagmap import PLC_TYPES, PlcSettings, Tag
+from plc_anna.contract.tagmap import PLC_TYPES, PlcSettings, Tag
 from plc_anna.plc.transport.base import TagError, TagInfo, Transport, Unreachable, WriteRefused
 
 #: Registers one FC 3 request may read (Modbus limit).

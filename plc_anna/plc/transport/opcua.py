@@ -23,7 +23,7 @@ from asyncua import Client, ua
 from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
 
-from plc_anna.plc.tagmap import WRITTEN_ROLES, PlcSettings, Tag
+from plc_anna.contract.tagmap import WRITTEN_ROLES, PlcSettings, Tag
 from plc_anna.plc.transport.base import (AuthenticationFailed, CertificateRejected, LinkError, TagError, TagInfo,
                                          Transport, Unreachable, WriteRefused)
 

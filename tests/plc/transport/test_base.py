@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from plc_anna.plc.tagmap import PlcSettings, Tag
+from plc_anna.contract.tagmap import PlcSettings, Tag
 from plc_anna.plc.transport import TRANSPORTS, open_transport, transport_class
 from plc_anna.plc.transport.base import TagError, TagInfo, Transport, Unreachable, backoff_delays, decode, encode
 

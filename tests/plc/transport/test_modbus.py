@@ -13,7 +13,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from plc_anna.plc.tagmap import PlcSettings, Tag
+from plc_anna.contract.tagmap import PlcSettings, Tag
 from plc_anna.plc.transport import open_transport
 from plc_anna.plc.transport.base import TagError, Unreachable, WriteRefused
 from plc_anna.plc.transport.modbus import ModbusTransport, pack_registers, plan_reads, unpack_registers

@@ -17,7 +17,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from plc_anna.plc.tagmap import PlcSettings, Tag
+from plc_anna.contract.tagmap import PlcSettings, Tag
 from plc_anna.plc.transport import open_transport
 from plc_anna.plc.transport.base import (AuthenticationFailed, CertificateRejected, TagError, Unreachable,
                                          WriteRefused)

@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from plc_anna.plc.tagmap import load_tag_map, parse_tag_map, tag_map_to_toml
+from plc_anna.contract.tagmap import load_tag_map, parse_tag_map, tag_map_to_toml
 
 OPCUA = """
 network = "thermocouple"

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from plc_anna.plc.logic import REAL_LIMIT, UDINT_MODULUS, CorrectionBlock, Status
+from plc_anna.contract.counters import UDINT_MODULUS
+from plc_anna.contract.logic import REAL_LIMIT, CorrectionBlock, Status
 
 N = 3
 BASE = {"raw": [1.0, 2.0, -1.0], "gain": [1.0, 1.0, 1.0], "offset": [0.0, 0.0, 0.0], "counter": 0, "hb": 0,
@@ -198,6 +199,6 @@ def test_results_are_copies():
 
 
 def test_logic_stays_light():
-    code = "import sys, plc_anna.plc.logic; print([m for m in ('asyncua', 'pymodbus', 'click') if m in sys.modules])"
+    code = "import sys, plc_anna.contract.logic; print([m for m in ('asyncua', 'pymodbus', 'click') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

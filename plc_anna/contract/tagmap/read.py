@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from plc_anna.plc.tagmap.model import (ARRAY_ROLES, COUNTER_TYPES, FLOAT_TYPES, FORMAT, OPTIONAL_ROLES, PLC_TYPES,
+from plc_anna.contract.tagmap.model import (ARRAY_ROLES, COUNTER_TYPES, FLOAT_TYPES, FORMAT, OPTIONAL_ROLES, PLC_TYPES,
                                        PROTOCOLS, REQUIRED_ROLES, SECURITY_POLICIES, TAG_KEYS, WORD_ORDERS,
                                        DeviceTags, LayerTags, LinkSettings, PlcSettings, Tag, TagMap)
 from plc_anna.tomlfile import read_toml

@@ -7,7 +7,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from plc_anna.plc.tagmap.model import FORMAT, LinkSettings, PlcSettings, Tag, TagMap
+from plc_anna.contract.tagmap.model import FORMAT, LinkSettings, PlcSettings, Tag, TagMap
 
 
 def tag_map_to_toml(tag_map: TagMap) -> str:

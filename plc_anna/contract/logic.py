@@ -40,7 +40,9 @@ from enum import IntEnum
 
 import numpy as np
 
-UDINT_MODULUS = 2**32               #: CommitCounter, Heartbeat and PlcHeartbeat wrap here
+from plc_anna.contract.counters import UDINT_MODULUS, next_beat, udint
+from plc_anna.contract.ramp import ramp_step
+
 REAL_LIMIT = np.float32(3.4e38)     #: beyond ±REAL_LIMIT a value counts as infinite (PLC: x > 3.4E38)
 
 
@@ -183,7 +185,7 @@ class CorrectionBlock:
         """
         raw = self._real(raw_outputs, "raw_outputs")
         gain, offset = self._real(gain_set, "gain_set"), self._real(offset_set, "offset_set")
-        counter, beat = _udint(commit_counter), _udint(heartbeat)
+        counter, beat = udint(commit_counter), udint(heartbeat)
         dt_ns = _nanoseconds(dt_s, "dt_s")
 
         if beat != self.last_heartbeat:                               # 1. watchdog (D1-D3)
@@ -203,14 +205,14 @@ class CorrectionBlock:
 
         ramping = False
         if not self.fault:                                            # 3. ramp (D9)
-            self.applied_gain = _ramp(self.applied_gain, self.target_gain, self.max_gain_step)
-            self.applied_offset = _ramp(self.applied_offset, self.target_offset, self.max_offset_step)
+            self.applied_gain = ramp_step(self.applied_gain, self.target_gain, self.max_gain_step)
+            self.applied_offset = ramp_step(self.applied_offset, self.target_offset, self.max_offset_step)
             ramping = bool(np.any(self.applied_gain != self.target_gain)
                            or np.any(self.applied_offset != self.target_offset))
 
         with np.errstate(over="ignore", invalid="ignore"):           # 4. output (D9, D10)
             corrected = self.applied_gain * raw + self.applied_offset
-        self.plc_heartbeat = (self.plc_heartbeat + 1) % UDINT_MODULUS
+        self.plc_heartbeat = next_beat(self.plc_heartbeat)
         if self.fault:
             self.status = Status.HOLDING
         elif self.rejected:
@@ -231,15 +233,6 @@ class CorrectionBlock:
 def _finite(values: np.ndarray) -> bool:
     """The PLC's test: no ``x <> x`` (NaN) and no ``x > 3.4E38`` or ``x < -3.4E38`` (Inf)."""
     return not bool(np.any(np.isnan(values)) or np.any(values > REAL_LIMIT) or np.any(values < -REAL_LIMIT))
-
-
-def _ramp(applied: np.ndarray, target: np.ndarray, step: np.float32) -> np.ndarray:
-    delta = target - applied
-    return np.where(delta > step, applied + step, np.where(delta < -step, applied - step, target)).astype(np.float32)
-
-
-def _udint(value: int) -> int:
-    return operator.index(value) % UDINT_MODULUS
 
 
 def _nanoseconds(seconds: float, name: str) -> int:
