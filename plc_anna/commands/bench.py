@@ -1,0 +1,220 @@
+"""``plc-anna bench``: every number in the docs comes from one of these."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from plc_anna.commands.bench_link import bench_link
+from plc_anna.commands.common import DEFAULT_AGES, ages_option
+from plc_anna.jsonio import write_json
+from plc_anna.units import format_age
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: every number in the docs comes from one of these."""
+
+
+def _progress(console: Console):
+    return lambda message: console.print(f"  done: {message}", style="dim")
+
+
+def _methods_table(title: str, rows: list[dict], methods, cell) -> Table:
+    """A table of one row per age and one column per method, ``cell(row, method)`` giving the text."""
+    table = Table(title=title)
+    table.add_column("age", justify="right")
+    for method in methods:
+        table.add_column(method, justify="right")
+    for row in rows:
+        table.add_row(format_age(row["age_s"]), *[cell(row, method) for method in methods])
+    return table
+
+
+def _save_report(report: dict, start: float, json_path: str | None, plot_path: str | None, plot) -> None:
+    """Stamp the wall time, then write the JSON and the plot that were asked for."""
+    report["wall_time_s"] = time.perf_counter() - start
+    if json_path:
+        write_json(json_path, report)
+    if plot_path:
+        plot(report, plot_path)
+
+
+@bench.command("compensation")
+@click.option("--net", "nets", multiple=True, help="Network name or .npz (repeatable; default both shipped).")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), help=".npz with X and y for a user network.")
+@click.option("--device", "devices", multiple=True, help="Device preset or .toml (repeatable; default pcm, hermes).")
+@click.option("--ages", default=DEFAULT_AGES, show_default=True, callback=ages_option, help="Ages to score at.")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Device seeds averaged.")
+@click.option("--samples", default=16384, show_default=True, type=click.IntRange(min=64),
+              help="Unlabelled live samples streamed per age.")
+@click.option("--quick", is_flag=True, help="One seed, fewer samples, nominal scenario only: a smoke test.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Save a plot (needs matplotlib).")
+def bench_compensation(nets, data, devices, ages, seeds, samples, quick, json_path, plot_path) -> None:
+    """Every method on every (network, device, scenario), at every age, in one run."""
+    from plc_anna.bench.compensation import METHODS, compensation_benchmark, plot_compensation
+    from plc_anna.bench.speed import forward_speed, layer_update_speed
+    from plc_anna.bench.streams import SCENARIOS
+
+    console = Console()
+    start = time.perf_counter()
+    try:
+        report = compensation_benchmark(
+            nets=nets or ("digits", "thermocouple"), devices=devices or ("pcm", "hermes"), ages_s=ages,
+            seeds=1 if quick else seeds, samples=min(samples, 8192) if quick else samples, data=data,
+            scenarios=("nominal",) if quick else SCENARIOS, progress=_progress(console))
+        report["speed"] = layer_update_speed(updates=200 if quick else 2000)
+        report["simulator_speed"] = forward_speed(calls=200 if quick else 2000)
+        _save_report(report, start, json_path, plot_path, plot_compensation)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for run in report["runs"]:
+        def cell(row, method):
+            if method == "R":
+                return "n/a" if row["recovered_fraction"] is None else f"{row['recovered_fraction']:.3f}"
+            m = row["methods"][method]
+            metric = f"{100 * m['metric']:.1f}%" if row["metric_name"] == "accuracy" else f"{m['metric']:.3g}"
+            return f"{m['output_error']:.4f}\n{metric}"
+
+        console.print(_methods_table(f"{run['net']} / {run['device']} / {run['scenario']}: relative output error "
+                                     f"({run['ages'][0]['metric_name']} below)", run["ages"], (*METHODS, "R"), cell))
+    speed = report["speed"]
+    console.print(f"one compensator update, {speed['columns']} columns x {speed['samples_per_scan']} samples: "
+                  f"p50 {speed['update_ms']['p50']:.3f} ms, p99 {speed['update_ms']['p99']:.3f} ms")
+    forward = report["simulator_speed"]
+    console.print(f"one simulated forward pass, {forward['columns']} x {forward['columns']} layer, "
+                  f"{forward['samples']} samples: p50 {forward['forward_ms']['p50']:.3f} ms, "
+                  f"p99 {forward['forward_ms']['p99']:.3f} ms")
+    console.print(f"summary: {report['summary']}")
+    console.print(f"wall time {report['wall_time_s']:.0f} s")
+
+
+@bench.command("latent")
+@click.option("--net", "nets", multiple=True, help="Network name or .npz (repeatable; default both shipped).")
+@click.option("--device", "devices", multiple=True, help="Device preset or .toml (repeatable; default pcm).")
+@click.option("--seeds", default=2, show_default=True, type=click.IntRange(min=1), help="Device seeds averaged.")
+@click.option("--samples", default=16384, show_default=True, type=click.IntRange(min=64),
+              help="Unlabelled live samples streamed per age leg.")
+@click.option("--quick", is_flag=True, help="One seed, thermocouple only: a smoke test.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Save a plot (needs matplotlib).")
+def bench_latent(nets, devices, seeds, samples, quick, json_path, plot_path) -> None:
+    """Calibrate up to 30 days, then compensate at 1 and 10 years from the drift latent alone."""
+    from plc_anna.bench.latent import METHODS, latent_benchmark, plot_latent
+
+    console = Console()
+    start = time.perf_counter()
+    try:
+        report = latent_benchmark(nets=nets or (("thermocouple",) if quick else ("thermocouple", "digits")),
+                                  devices=devices or ("pcm",), seeds=1 if quick else seeds, samples=samples,
+                                  progress=_progress(console))
+        _save_report(report, start, json_path, plot_path, plot_latent)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for run in report["runs"]:
+        def cell(row, method):
+            m, r = row["methods"], row["recovered_fraction"]
+            if method not in m:
+                return "-"
+            return f"{m[method]['output_error']:.4f}" + ("" if r.get(method) is None else f"\nR {r[method]:.2f}")
+
+        console.print(_methods_table(f"{run['net']} / {run['device']} / {run['scenario']}: relative output error "
+                                     f"(gain prediction error {run['gain_prediction_error_pct']:.2f} %)",
+                                     run["ages"], METHODS, cell))
+        if run["rul"]:
+            rul = run["rul"]
+            def age(value):
+                return "-" if value is None else f"{value:.3g} s"
+
+            console.print(f"  remaining life: true crossing {age(rul['true_age_s'])}, estimated "
+                          f"{age(rul['estimated_age_s'])} (band {age(rul['low_s'])} to {age(rul['high_s'])})")
+        if run["fault"]:
+            fault = run["fault"]
+            console.print(f"  fault injected at {fault['injected_age_s']:.3g} s, detected after "
+                          f"{fault['detected_after_scans']} scans; trend changed: {fault['trend_changed']}")
+    console.print(f"summary: {report['summary']}")
+    console.print(f"wall time {report['wall_time_s']:.0f} s")
+
+
+@bench.command("detect")
+@click.option("--scans", default=20000, show_default=True, type=click.IntRange(min=100), help="Scans per stream.")
+@click.option("--samples-per-scan", default=64, show_default=True, type=click.IntRange(min=2))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--quick", is_flag=True, help="2000 scans per stream: a smoke test.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Save a plot (needs matplotlib).")
+def bench_detect(scans, samples_per_scan, seed, quick, json_path, plot_path) -> None:
+    """False alarms and detection delays of plc-anna, PageHinkley and ADWIN on the same streams."""
+    from plc_anna.bench.detect import detect_benchmark, plot_detect
+
+    console = Console()
+    start = time.perf_counter()
+    try:
+        report = detect_benchmark(scans=2000 if quick else scans, samples_per_scan=samples_per_scan, seed=seed,
+                                  progress=_progress(console))
+        _save_report(report, start, json_path, plot_path, plot_detect)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    table = Table(title=f"drift detection on {report['net']} / {report['device']}: "
+                        "false alarms per 1e5 scans / delay in scans")
+    table.add_column("stream")
+    table.add_column("kind")
+    for detector in ("plc_anna", "page_hinkley", "adwin"):
+        table.add_column(detector, justify="right")
+    for stream in report["streams"]:
+        cells = []
+        for detector in ("plc_anna", "page_hinkley", "adwin"):
+            d = stream["detectors"][detector]
+            delay = "-" if d["delay_scans"] is None else str(d["delay_scans"])
+            cells.append(f"{d['false_alarms_per_1e5']:.0f} / {delay}")
+        table.add_row(stream["name"], stream["kind"], *cells)
+    console.print(table)
+    console.print(f"summary: {report['summary']}")
+    console.print(f"wall time {report['wall_time_s']:.0f} s")
+
+
+bench.add_command(bench_link)
+
+
+@bench.command("cycle")
+@click.option("--columns", default="64,256,1024", show_default=True, help="Comma-separated column counts.")
+@click.option("--scan-ms", type=click.IntRange(5, 10000),
+              help="Scan period for every run [default: 10 ms up to 256 columns, 100 ms above].")
+@click.option("--cycles", default=10000, show_default=True, type=click.IntRange(min=10), help="Cycles per run.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+def bench_cycle(columns, scan_ms, cycles, json_path) -> None:
+    """Time the server's scan cycle, next to a bare asyncua server writing the same arrays."""
+    from plc_anna.bench.cycle import run_cycle_bench
+
+    try:
+        counts = [int(c) for c in columns.split(",") if c.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{columns!r} is not a comma-separated list of integers",
+                                 param_hint="--columns") from None
+    console = Console()
+    start = time.monotonic()
+    try:
+        report = run_cycle_bench(counts, scan_ms=scan_ms, cycles=cycles, on_progress=console.print)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    table = Table(title="scan cycle (ms)")
+    for name in ("columns", "scan", "cycles", "compute p50/p99/max", "lateness p50/p99/max", "overruns",
+                 "update p50/p99", "bare asyncua p50/p99"):
+        table.add_column(name, justify="right")
+    for run in report["runs"]:
+        c, la, u, b = run["compute_ms"], run["lateness_ms"], run["server_update_ms"], run["bare_asyncua_update_ms"]
+        table.add_row(str(run["columns"]), f"{run['scan_ms']:g}", str(run["cycles"]),
+                      f"{c['p50']:.2f}/{c['p99']:.2f}/{c['max']:.1f}", f"{la['p50']:.2f}/{la['p99']:.2f}/{la['max']:.1f}",
+                      str(run["overruns"]), f"{u['p50']:.2f}/{u['p99']:.2f}", f"{b['p50']:.2f}/{b['p99']:.2f}")
+    console.print(table)
+    for target in report["targets"]:
+        verdict = {True: "met", False: "NOT met", None: f"not measured ({target.get('why', '')})"}[target["met"]]
+        console.print(f"target {target['target']}: {verdict}")
+    if json_path:
+        write_json(json_path, report)
+        console.print(f"report written to {json_path}")
+    console.print(f"took {time.monotonic() - start:.0f} s")

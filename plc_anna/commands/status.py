@@ -1,0 +1,62 @@
+"""``plc-anna status``: a running server's network, layers and scan diagnostics, live."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from plc_anna.units import format_age
+
+
+@click.command()
+@click.argument("endpoint")
+@click.option("--user", help="User name (prompted for the password); anonymous without.")
+@click.option("--password", help="Password (prompted, hidden, when --user is given without it).")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate for SignAndEncrypt.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="The client certificate's private key.")
+@click.option("--server-cert", type=click.Path(exists=True, dir_okay=False), help="The server's certificate.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 3600), help="Refresh (s).")
+@click.option("--once", is_flag=True, help="Print one table and exit.")
+def status(endpoint, user, password, cert, key, server_cert, interval, once) -> None:
+    """Show a running server's network, layers and scan diagnostics, refreshed live (Ctrl-C ends)."""
+    import asyncio
+
+    from plc_anna.server.status import connect, read_status
+
+    if user and password is None:
+        password = click.prompt(f"password of {user}", hide_input=True)
+    console = Console()
+
+    async def run() -> None:
+        async with connect(endpoint, user, password, cert, key, server_cert) as client:
+            if once:
+                console.print(_status_table(endpoint, await read_status(client)))
+                return
+            with Live(_status_table(endpoint, await read_status(client)), console=console) as live:
+                while True:
+                    await asyncio.sleep(interval)
+                    live.update(_status_table(endpoint, await read_status(client)))
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except (ConnectionError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _status_table(endpoint: str, status: dict) -> Table:
+    diag = status["diagnostics"]
+    table = Table(title=f"{endpoint}: age {format_age(status['age_s'])}, {status['temperature_k']:.1f} K",
+                  caption=f"scan {diag['ScanPeriod']:g} ms: last {diag['LastCycleTime']:.2f} ms, p99 "
+                          f"{diag['P99CycleTime']:.2f} ms, max {diag['MaxCycleTime']:.2f} ms, "
+                          f"{diag['Overruns']:.0f} overruns")
+    for column in ("layer", "state", "distance", "CUSUM / threshold", "gain min..max", "columns", "samples"):
+        table.add_column(column, justify="left" if column in ("layer", "state") else "right")
+    for row in status["layers"]:
+        table.add_row(row["layer"], row["state"], f"{row['distance']:.3g}",
+                      f"{row['statistic']:.3g} / {row['threshold']:.3g}",
+                      f"{row['gain_min']:.4f}..{row['gain_max']:.4f}", str(row["columns"]), str(row["samples"]))
+    return table
