@@ -42,6 +42,7 @@ class LayerCompensator:
         self._gain, self._offset = np.ones(self.n_out), np.zeros(self.n_out)
         self._good = (self._gain.copy(), self._offset.copy())
         self._next_age = -math.inf
+        self._reason = ""
         self.latent = DriftLatent(beta=config.latent_beta, min_records=config.min_history)
         self._remaining_life: RemainingLife | None = None
         self._maintenance_alarmed = False
@@ -52,6 +53,16 @@ class LayerCompensator:
     @property
     def state(self) -> DriftState:
         return self._state
+
+    @property
+    def state_reason(self) -> str:
+        """Why the layer is Suspect, Drifting or Fault: which statistic, which columns, when; "" otherwise."""
+        return self._reason if self._state in (DriftState.SUSPECT, DriftState.DRIFTING, DriftState.FAULT) else ""
+
+    @property
+    def coverage(self) -> float:
+        """How much of the live input region the reference can predict (0..1); NaN before a fingerprint."""
+        return math.nan
 
     @property
     def fingerprint(self) -> Fingerprint | None:
@@ -224,6 +235,8 @@ class LayerCompensator:
         return inputs @ self.weights.T + self.bias
 
     def _event(self, kind: EventKind, age_s: float | None, message: str) -> Event:
+        if kind in (EventKind.SUSPECT, EventKind.DRIFT_DETECTED, EventKind.FAULT):
+            self._reason = message
         return Event(kind=kind, layer=self.index, scan=self.scan, state=self._state, message=message, age_s=age_s)
 
     def _start_fingerprint(self) -> None:

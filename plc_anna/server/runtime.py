@@ -49,6 +49,10 @@ class LayerSnapshot:
     """Gain change per decade of age per column; empty until the drift latent is ready."""
     remaining_life_s: float | None
     """Age at which a correction leaves the hardware range; None: not known yet; inf: not within 1000 years."""
+    state_reason: str = ""
+    """Why the layer is Suspect, Drifting or Fault (which statistic, which columns, when); "" otherwise."""
+    coverage: float = float("nan")
+    """Fraction of the live input region the reference can predict (0..1); NaN before a fingerprint."""
 
 
 @dataclass(frozen=True)
@@ -265,4 +269,5 @@ def _layer_snapshot(layer, samples: int) -> LayerSnapshot:
         statistic=math.nan if monitor is None else float(monitor.detector.cusum),
         threshold=math.nan if monitor is None else float(monitor.detector.threshold),
         transport_cost=np.zeros(n) if pending is None else np.asarray(pending.transport_cost, dtype=float),
-        sample_count=samples, gain_trend=trend, remaining_life_s=life_s)
+        sample_count=samples, gain_trend=trend, remaining_life_s=life_s, state_reason=layer.state_reason,
+        coverage=float(layer.coverage))
