@@ -37,7 +37,8 @@ True
 """
 
 from plc_anna.compensator.config import CompensatorConfig
+from plc_anna.compensator.jobs import Job, run_inline
 from plc_anna.compensator.layer import LayerCompensator
 from plc_anna.compensator.network import Compensator
 
-__all__ = ["Compensator", "CompensatorConfig", "LayerCompensator"]
+__all__ = ["Compensator", "CompensatorConfig", "Job", "LayerCompensator", "run_inline"]

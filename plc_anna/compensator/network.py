@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from plc_anna.compensator.config import CompensatorConfig
+from plc_anna.compensator.jobs import Job
 from plc_anna.compensator.layer import LayerCompensator
 from plc_anna.compensator.state import FORMAT_VERSION, layer_state, restore_layer
 from plc_anna.drift.states import DriftState, Event
@@ -65,6 +66,11 @@ class Compensator:
         for layer, (inputs, outputs) in zip(self.layers, batches):
             events.extend(layer.update(inputs, outputs, age_s=age_s, temperature_k=temperature_k))
         return events
+
+    def take_jobs(self) -> list[Job]:
+        """The off-scan jobs that became due since the last call (see :mod:`.jobs`); run them on a worker
+        and adopt each at a scan boundary, or run them inline with :func:`~.jobs.run_inline`."""
+        return []
 
     def state_dict(self) -> dict:
         """The persistent state of every layer, as plain JSON-ready data (see :mod:`.state`)."""
