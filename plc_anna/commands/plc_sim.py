@@ -31,6 +31,9 @@ class EndpointInUse(click.ClickException):
 @click.command("plc-sim")
 @click.option("--protocol", type=click.Choice(["opcua", "modbus"]), default="opcua", show_default=True,
               help="The protocol the PLC serves.")
+@click.option("--target", type=click.Choice(["codesys", "twincat", "s7-1500", "plcopen-xml"]), default="codesys",
+              show_default=True, help="OPC UA: whose address space to serve (the NodeIds plc-anna plc-code "
+                                      "generates a tag map for).")
 @click.option("--endpoint", help="URL to listen on [default: opc.tcp://127.0.0.1:4841 or modbus://127.0.0.1:5020].")
 @click.option("--net", default="thermocouple", show_default=True, help="Network name or .npz path.")
 @click.option("--device", default="pcm", show_default=True, help="Device preset or .toml path.")
@@ -49,7 +52,7 @@ class EndpointInUse(click.ClickException):
               help="Modbus: word order of 32- and 64-bit values.")
 @click.option("--tag-map-out", type=click.Path(dir_okay=False), help="Write the tag map (TOML) for clients here.")
 @click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
-def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: int, cycle_ms: float,
+def plc_sim(protocol: str, target: str, endpoint: str | None, net: str, device: str, seed: int, cycle_ms: float,
             age_rate: float, trace_length: int, samples_per_cycle: int, user: str | None, password: str | None, word_order: str,
             tag_map_out: str | None, duration: float | None) -> None:
     """Run a simulated PLC: one correction block per layer of a simulated network, until Ctrl-C."""
@@ -69,7 +72,7 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
                            seed=seed, samples_per_cycle=samples_per_cycle)
         if protocol == "opcua":
             from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
-            server = SimulatedPlcOpcUa(plc, endpoint, user=user, password=password if user else None)
+            server = SimulatedPlcOpcUa(plc, endpoint, user=user, password=password if user else None, target=target)
         else:
             from plc_anna.simulated_plc.modbus import SimulatedPlcModbus
             server = SimulatedPlcModbus(plc, endpoint, word_order=word_order)
@@ -99,11 +102,9 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
 
 
 def _where(protocol: str, server) -> str:
-    from plc_anna.simulated_plc.layout import DEVICE_NAME, NAMESPACE_INDEX
-
     if protocol == "opcua":
-        return (f"ns={NAMESPACE_INDEX};s=|var|{DEVICE_NAME}.Application.GVL_PlcAnna_L<k>.<Tag> "
-                f"and ...GVL_Device.DeviceAge, DeviceTemperature")
+        layer, device = server.style.nodeid(0, "<Tag>"), server.style.variable_list(None)
+        return f"{layer.replace('_L0', '_L<k>')} and ...{device}.DeviceAge, DeviceTemperature"
     first = server.address(0, "GainSet")
     return (f"holding registers of unit 1 from {first} (layer 1 at {server.address(1, 'GainSet')})"
             if server.plc.n_layers > 1 else f"holding registers of unit 1 from {first}") + \

@@ -16,7 +16,7 @@ from pymodbus.exceptions import ConnectionException
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.contract.logic import Status
-from plc_anna.simulated_plc.layout import MODBUS_TYPES, OPENPLC_OFFSETS
+from plc_anna.contract.layout import MODBUS_TYPES, OPENPLC_OFFSETS
 from plc_anna.simulated_plc.modbus import SimulatedPlcModbus, decode, encode
 from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.contract.tagmap import load_tag_map
