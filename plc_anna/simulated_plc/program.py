@@ -42,7 +42,7 @@ import numpy as np
 
 from plc_anna.contract.counters import UDINT_MODULUS
 from plc_anna.contract.layout import LAYER_TAGS, TARGETS, WRITTEN_TAGS, PlcLayout
-from plc_anna.contract.logic import CorrectionBlock, Status
+from plc_anna.contract.logic import DEFAULTS, CorrectionBlock, Status
 from plc_anna.contract.tagmap import LinkSettings, TagMap
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.device.crossbar import HORIZON_S
@@ -114,10 +114,12 @@ class SimulatedPlc:
         For parameters out of range or a network without held-out data to draw from.
     """
 
-    def __init__(self, net: AnalogNetwork, *, cycle_s: float = 0.01, trace_length: int = 64, age_rate: float = 0.0,
-                 seed: int = 0, samples_per_cycle: int = 1, gain_min: float = 0.25, gain_max: float = 4.0,
-                 offset_min: float = -1.0e6, offset_max: float = 1.0e6, max_gain_step: float = 0.02, max_offset_step: float = 1.0e6,
-                 heartbeat_timeout_s: float = 0.5) -> None:
+    def __init__(self, net: AnalogNetwork, *, cycle_s: float = DEFAULTS.cycle_s, trace_length: int = 64,
+                 age_rate: float = 0.0, seed: int = 0, samples_per_cycle: int = 1,
+                 gain_min: float = DEFAULTS.gain_min, gain_max: float = DEFAULTS.gain_max,
+                 offset_min: float = DEFAULTS.offset_min, offset_max: float = DEFAULTS.offset_max,
+                 max_gain_step: float = DEFAULTS.max_gain_step, max_offset_step: float = DEFAULTS.max_offset_step,
+                 heartbeat_timeout_s: float = DEFAULTS.heartbeat_timeout_s) -> None:
         if not isinstance(net, AnalogNetwork):
             raise ValueError(f"net must be an analog network (e.g. a SimulatedNetwork), got {type(net).__name__}")
         if net.network.X is None or len(net.network.X) == 0:
