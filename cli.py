@@ -11,6 +11,7 @@ from plc_anna.commands.bench import bench
 from plc_anna.commands.commission import commission
 from plc_anna.commands.demo import demo
 from plc_anna.commands.hash_password import hash_password
+from plc_anna.commands.import_model import import_model
 from plc_anna.commands.logs import configure_logging
 from plc_anna.commands.plc_code import plc_code
 from plc_anna.commands.plc_sim import plc_sim
@@ -27,7 +28,7 @@ def main(verbose: int) -> None:
     configure_logging(verbose)
 
 
-for command in (simulate, serve, status, hash_password, bench, commission, demo, plc_sim, plc_code):
+for command in (simulate, serve, status, hash_password, bench, commission, demo, plc_sim, plc_code, import_model):
     main.add_command(command)
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-FORBIDDEN = ("click", "asyncua", "pymodbus", "cli")
+FORBIDDEN = ("click", "asyncua", "pymodbus", "cli", "onnx", "onnxruntime")
 
 
 @pytest.mark.parametrize("module", [
@@ -16,7 +16,7 @@ FORBIDDEN = ("click", "asyncua", "pymodbus", "cli")
     "plc_anna.compensator", "plc_anna.loop", "plc_anna.bench.compensation",
     "plc_anna.device.plc_observed", "plc_anna.contract.tagmap", "plc_anna.contract.logic", "plc_anna.plc.link",
     "plc_anna.simulated_plc.program", "plc_anna.contract.layout", "plc_anna.simulated_plc.server", "plc_anna.commission",
-    "plc_anna.plccode",
+    "plc_anna.plccode", "plc_anna.importers.onnx",
 ])
 def test_library_modules_stay_light(module):
     """Protocol libraries are imported by the transport or server that speaks them, never before."""
