@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,8 @@ def test_a_drafted_map_validates(opcua, runner, tmp_path):
     result = runner.invoke(commission, ["draft", opcua.endpoint, "--net", "thermocouple", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert load_tag_map(out).network == "thermocouple"
+    plc_keys = tomllib.loads(out.read_text())["plc"]
+    assert "word_order" not in plc_keys and "unit_id" not in plc_keys       # no Modbus keys in an OPC UA map
     result = runner.invoke(commission, ["validate", str(out), "--json", "-"])
     assert result.exit_code == 0, result.output
     checks = json.loads(result.stdout)["checks"]
