@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from plc_anna import commission as steps
+from plc_anna.commission import kept
 from plc_anna.commands.commission_common import (Output, checks_table, common_options, load_map, load_network_of,
                                                  span)
 from plc_anna.compensator import CompensatorConfig
@@ -23,7 +24,12 @@ from plc_anna.compensator import CompensatorConfig
               help="The configuration 'plc-anna serve' will run with: its state_store gets the baseline.")
 @click.option("--store", type=click.Path(dir_okay=False), metavar="FILE",
               help="The state store to save the baseline to (instead of --config).")
-@click.option("--dry-run", is_flag=True, help="Validate, calibrate and show the plan; save and write nothing.")
+@click.option("--dry-run", is_flag=True, help="Validate, calibrate and show the plan; write no set and save no "
+                                               "baseline. The calibration is kept for the run (--calibration).")
+@click.option("--calibration", "calibration_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Where a dry run keeps its calibration and the run takes it back [default: beside the tag map, "
+                   "MAP.calibration.sqlite].")
+@click.option("--recalibrate", is_flag=True, help="Calibrate anew even when a dry run's calibration can be reused.")
 @click.option("--force", is_flag=True, help="Overwrite a store that holds another network's state.")
 @click.option("--calibration-samples", type=click.IntRange(min=2), metavar="N",
               default=CompensatorConfig().calibration_samples, show_default=True,
@@ -31,8 +37,8 @@ from plc_anna.compensator import CompensatorConfig
 @click.option("--calibration-timeout", type=click.FloatRange(min=1.0), default=120.0, show_default=True,
               metavar="SECONDS", help="Give up calibrating after this long.")
 @common_options("run")
-def run(tagmap, net, config_path, store, dry_run, force, calibration_samples, calibration_timeout, user, password,
-        timeout, yes, json_path) -> None:
+def run(tagmap, net, config_path, store, dry_run, calibration_file, recalibrate, force, calibration_samples,
+        calibration_timeout, user, password, timeout, yes, json_path) -> None:
     """Commission TAGMAP: validate, calibrate on the PLC's live samples, save the baseline for 'serve',
     show the first commit, ask, commit it and verify what the PLC took."""
     out = Output("run", json_path)
@@ -54,10 +60,23 @@ def run(tagmap, net, config_path, store, dry_run, force, calibration_samples, ca
         out.finish(False)
 
     config = CompensatorConfig(calibration_samples=calibration_samples)
-    runtime, info = out.run(_calibrate(out, tag_map, network, config, calibration_timeout))
-    step["calibrate"] = {"ok": True, **info}
+    kept_path = Path(calibration_file) if calibration_file else kept.calibration_path(tagmap)
+    runtime = None
+    if not dry_run and not recalibrate:
+        runtime, info, why = kept.kept_calibration(kept_path, tag_map=tag_map, tag_map_path=tagmap, network=network,
+                                                   config=config)
+        out.print(why)
+    if runtime is None:
+        runtime, info = out.run(_calibrate(out, tag_map, network, config, calibration_timeout))
+    step["calibrate"] = {"ok": True, "reused": None if "kept_at" not in info else str(kept_path), **info}
     out.print(f"calibrated: {info['samples']} samples in {info['seconds']:.1f} s ({info['samples_lost']} lost); "
               f"layer states: {', '.join(state.lower() for state in info['states'])}")
+    if dry_run:
+        try:
+            kept.keep_calibration(runtime, info, kept_path, tag_map_path=tagmap, network=network, config=config)
+        except (ValueError, OSError) as exc:
+            raise out.fail(f"cannot keep the calibration in {kept_path}: {exc}") from None
+        step["calibrate"]["kept"] = str(kept_path)
     if store_path is not None and not dry_run:
         try:
             saved = steps.save_baseline(runtime, store_path, force=force)
@@ -70,7 +89,9 @@ def run(tagmap, net, config_path, store, dry_run, force, calibration_samples, ca
     step["plan"] = {"ok": True, "layers": plan}
     out.print(_plan_table(plan))
     if dry_run:
-        out.print("dry run: nothing saved, no set written")
+        out.print(f"dry run: no baseline saved, no set written; the calibration is kept in {kept_path}: 'run' "
+                  f"without --dry-run commits this plan (within {kept.REUSE_WITHIN_S / 60:.0f} min; --recalibrate "
+                  "to calibrate anew)")
         out.finish(True)
         return
     if not yes and not click.confirm("Write these sets to the PLC?", default=False, err=True):
