@@ -22,3 +22,20 @@ def test_python_example_runs(path, index, code, tmp_path, monkeypatch):
 
 def test_there_are_examples():
     assert len(BLOCKS) >= 4
+
+
+def test_the_commissioning_server_configuration_is_complete(tmp_path, monkeypatch):
+    """docs/commissioning.md's example configuration loads as written, beside a generated tag map."""
+    from plc_anna.contract.tagmap import tag_map_to_toml
+    from plc_anna.device.network import load_network
+    from plc_anna.plccode import generate
+    from plc_anna.server.config import load_server_config
+
+    text = (ROOT / "docs" / "commissioning.md").read_text()
+    block = re.search(r"^## The server configuration\n.*?```toml\n(.*?)```", text, flags=re.S | re.M).group(1)
+    (tmp_path / "plc.toml").write_text(tag_map_to_toml(generate(load_network("thermocouple"), "codesys").tag_map))
+    (tmp_path / "server.toml").write_text(block)
+    monkeypatch.chdir(tmp_path)
+    config = load_server_config(tmp_path / "server.toml")
+    assert config.device_backend == "plc" and Path(config.tag_map).resolve() == tmp_path / "plc.toml"
+    assert config.state_store == tmp_path / "state.sqlite"

@@ -1,9 +1,13 @@
-"""Make ``torch_mlp.onnx``: a small PyTorch MLP with batch normalization, exported as PyTorch exports by default.
+"""Make ``torch_mlp.onnx``: a small PyTorch MLP with batch normalization, exported with PyTorch's default exporter.
 
-The test suite does not depend on PyTorch; this script is how the committed file was made:
+The test suite does not depend on PyTorch; this script is how the committed file was made (with
+torch 2.13.0 and onnxscript, which the exporter needs):
 
-    pip install torch
+    pip install torch onnxscript
     python tests/data/onnx/make_torch_mlp.py
+
+The exporter folded the first batch normalization into its layer; the second, after a Tanh, stays in
+the graph, and the import folds it into the layer after it.
 
 It trains nothing: the weights are seeded draws and the batch-norm statistics seeded, so the file is
 reproducible from the seed (byte for byte only with the same PyTorch version).
