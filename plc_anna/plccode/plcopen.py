@@ -67,45 +67,9 @@ def function_block(n: int, program: PlcProgram) -> str:
 
 
 WATCHDOG = """      <pou name="FB_HeartbeatWatchdog" pouType="functionBlock">
-        <interface>
-          <inputVars>
-            <variable name="Heartbeat">
-              <type><UDINT/></type>
-            </variable>
-            <variable name="CycleTime">
-              <type><TIME/></type>
-              <initialValue><simpleValue value="{cycle}"/></initialValue>
-            </variable>
-            <variable name="HeartbeatTimeout">
-              <type><TIME/></type>
-              <initialValue><simpleValue value="{timeout}"/></initialValue>
-            </variable>
-          </inputVars>
-          <outputVars>
-            <variable name="Fault">
-              <type><BOOL/></type>
-            </variable>
-          </outputVars>
-          <localVars>
-            <variable name="LastHeartbeat">
-              <type><UDINT/></type>
-              <initialValue><simpleValue value="0"/></initialValue>
-            </variable>
-            <variable name="Stall">
-              <type><TIME/></type>
-              <initialValue><simpleValue value="T#0ms"/></initialValue>
-            </variable>
-            <variable name="Moved">
-              <type><BOOL/></type>
-            </variable>
-            <variable name="Growing">
-              <type><BOOL/></type>
-            </variable>
-          </localVars>
-        </interface>
-        <body>
+{interface}        <body>
           <LD>
-            <comment localId="1" width="600" height="40"><position x="10" y="10"/><content><xhtml:p>Step 1 of FB_AnnaCorrection in ladder (D1, D2): a moved Heartbeat resets the stall, an unchanged one adds CycleTime while below HeartbeatTimeout; Fault when the stall reaches it.</xhtml:p></content></comment>
+            <comment localId="1" width="600" height="40"><position x="10" y="10"/><content><xhtml:p>Step 1 of the correction block (FB_AnnaCorrection_N) in ladder (D1, D2): a moved Heartbeat resets the stall, an unchanged one adds CycleTime while below HeartbeatTimeout; Fault when the stall reaches it.</xhtml:p></content></comment>
             <leftPowerRail localId="2" width="2" height="40"><position x="10" y="70"/><connectionPointOut formalParameter=""/></leftPowerRail>
             <inVariable localId="3" width="120" height="20"><position x="60" y="110"/><connectionPointOut/><expression>Heartbeat</expression></inVariable>
             <inVariable localId="4" width="120" height="20"><position x="60" y="140"/><connectionPointOut/><expression>LastHeartbeat</expression></inVariable>
@@ -143,10 +107,22 @@ WATCHDOG = """      <pou name="FB_HeartbeatWatchdog" pouType="functionBlock">
         </body>
         <documentation>
           <xhtml:p><![CDATA[Step 1 of the plc-anna specification (heartbeat watchdog) in ladder, identical to the
-watchdog inside FB_AnnaCorrection: D1 and D2 of docs/plc-side.md.]]></xhtml:p>
+watchdog inside every FB_AnnaCorrection_N: D1 and D2 of docs/plc-side.md.]]></xhtml:p>
         </documentation>
       </pou>
 """
+
+
+def watchdog(cycle: str, timeout: str) -> str:
+    """``FB_HeartbeatWatchdog``: step 1 of the block (D1, D2) in ladder, with the program's CycleTime and timeout."""
+    interface = "\n".join([
+        "        <interface>", "          <inputVars>", variable("Heartbeat", "UDINT"),
+        variable("CycleTime", "TIME", initial=cycle), variable("HeartbeatTimeout", "TIME", initial=timeout),
+        "          </inputVars>", "          <outputVars>", variable("Fault", "BOOL"), "          </outputVars>",
+        "          <localVars>", variable("LastHeartbeat", "UDINT", initial="0"),
+        variable("Stall", "TIME", initial="T#0MS"), variable("Moved", "BOOL"), variable("Growing", "BOOL"),
+        "          </localVars>", "        </interface>"])
+    return WATCHDOG.rstrip().format(interface=interface + "\n")
 
 
 class Ladder:
@@ -323,7 +299,7 @@ def files(program: PlcProgram) -> dict[str, str]:
     parameters = parameter_defaults(program.parameters)
     cycle = iec_time(program.parameters.cycle_s)
     pous = [function_block(n, program) for n in program.widths]
-    pous.append(WATCHDOG.rstrip().format(cycle=parameters["CycleTime"][1], timeout=parameters["HeartbeatTimeout"][1]))
+    pous.append(watchdog(parameters["CycleTime"][1], parameters["HeartbeatTimeout"][1]))
     pous.append(ladder_program(program))
     instances = ['            <pouInstance name="Instance0" typeName="PRG_PlcAnnaLD"/>']
     if program.trace_length:
