@@ -38,7 +38,8 @@ def import_model(model: str, out_path: str, data_path: str | None, input_range: 
     """Import MODEL (ONNX: Gemm, MatMul+Add, Relu, Tanh, Sigmoid, BatchNormalization, Identity, Flatten) as a
     plc-anna network, check it against ONNX Runtime and write it to --out."""
     from plc_anna.device.network import save_network
-    from plc_anna.importers.onnx import MissingExtra, check_against_runtime, import_onnx, input_features, load_data
+    from plc_anna.importers.data import load_data
+    from plc_anna.importers.onnx import MissingExtra, check_against_runtime, import_onnx, input_features
 
     if (data_path is None) == (input_range is None):
         raise click.UsageError("give --data FILE (your process's inputs; the ranges come from them) or "

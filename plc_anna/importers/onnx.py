@@ -358,39 +358,5 @@ def check_against_runtime(path: str | Path, network: Network, X: np.ndarray, tol
     return RuntimeCheck(len(X), difference, relative, tolerance)
 
 
-def load_data(path: str | Path, n_in: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Held-out data from ``.npz`` (keys ``X`` and optionally ``y``) or ``.csv`` (a row per sample: the inputs,
-    then optionally the targets; a header row is skipped). ValueError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if "X" not in data.files:
-                    raise ValueError(f"{path}: no array 'X' (the inputs); keys: {', '.join(data.files)}")
-                X, y = data["X"], data["y"] if "y" in data.files else None
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: cannot read the data: {exc}" if str(path) not in str(exc) else str(exc)) \
-                from None
-    elif path.suffix == ".csv":
-        try:
-            table = np.genfromtxt(path, delimiter=",", dtype=np.float64)
-        except ValueError as exc:
-            raise ValueError(f"{path}: cannot read the CSV: {exc}") from None
-        table = np.atleast_2d(table)
-        if np.all(np.isnan(table[0])):
-            table = table[1:]                                  # the header
-        if n_in is None or table.shape[1] < n_in:
-            raise ValueError(f"{path}: {table.shape[1]} columns; the model takes {n_in} inputs")
-        X, y = table[:, :n_in], (table[:, n_in:] if table.shape[1] > n_in else None)
-    else:
-        raise ValueError(f"{path}: data must be a .npz (X, y) or a .csv file")
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or len(X) == 0 or not np.all(np.isfinite(X)):
-        raise ValueError(f"{path}: X must be a non-empty 2-D array of finite numbers, got shape {X.shape}")
-    return X, y
-
-
 __all__ = ["ACTIVATIONS", "SUPPORTED", "MissingExtra", "RuntimeCheck", "check_against_runtime", "import_onnx",
-           "input_features", "load_data"]
+           "input_features"]

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from plc_anna.device.network import activate, digital_forward, load_network  # noqa: E402
 from plc_anna.device.simulated import SimulatedNetwork  # noqa: E402
-from plc_anna.importers.onnx import check_against_runtime, import_onnx, input_features, load_data  # noqa: E402
+from plc_anna.importers.onnx import check_against_runtime, import_onnx, input_features  # noqa: E402
 
 TORCH_MODEL = Path(__file__).resolve().parents[1] / "data" / "onnx" / "torch_mlp.onnx"
 RNG = np.random.default_rng(0)
@@ -198,10 +198,6 @@ def test_a_missing_or_broken_file_and_wrong_data_are_one_line_errors(tmp_path):
                                                                                    tensor("B", B2)])
     with pytest.raises(ValueError, match=r"the data has 5 columns of inputs; the model's input 'x' has 4"):
         import_onnx(path, X=np.zeros((3, 5)))
-    csv = tmp_path / "bad.csv"
-    csv.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match=r"bad\.csv: 2 columns; the model takes 4 inputs"):
-        load_data(csv, 4)
 
 
 # ---------------------------------------------------------------- models exported by frameworks
