@@ -31,9 +31,9 @@ class EndpointInUse(click.ClickException):
 @click.command("plc-sim")
 @click.option("--protocol", type=click.Choice(["opcua", "modbus"]), default="opcua", show_default=True,
               help="The protocol the PLC serves.")
-@click.option("--target", type=click.Choice(["codesys", "twincat", "s7-1500", "plcopen-xml"]), default="codesys",
-              show_default=True, help="OPC UA: whose address space to serve (the NodeIds plc-anna plc-code "
-                                      "generates a tag map for).")
+@click.option("--target", type=click.Choice(["codesys", "twincat", "s7-1500", "plcopen-xml"]),
+              help="OPC UA: whose address space to serve, the NodeIds plc-anna plc-code generates a tag map for "
+                   "[default: codesys]. Modbus serves OpenPLC's register map.")
 @click.option("--endpoint", help="URL to listen on [default: opc.tcp://127.0.0.1:4841 or modbus://127.0.0.1:5020].")
 @click.option("--net", default="thermocouple", show_default=True, help="Network name or .npz path.")
 @click.option("--device", default="pcm", show_default=True, help="Device preset or .toml path.")
@@ -62,6 +62,8 @@ def plc_sim(protocol: str, target: str, endpoint: str | None, net: str, device: 
 
     if protocol == "modbus" and user:
         raise click.UsageError("Modbus TCP has no login: --user is for --protocol opcua")
+    if protocol == "modbus" and target:
+        raise click.UsageError("Modbus serves OpenPLC's register map: --target is for --protocol opcua")
     if user and not password:
         raise click.UsageError(f"--user needs --password (or {PASSWORD_ENV} in the environment)")
     endpoint = endpoint or DEFAULT_ENDPOINTS[protocol]
@@ -72,7 +74,8 @@ def plc_sim(protocol: str, target: str, endpoint: str | None, net: str, device: 
                            seed=seed, samples_per_cycle=samples_per_cycle)
         if protocol == "opcua":
             from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
-            server = SimulatedPlcOpcUa(plc, endpoint, user=user, password=password if user else None, target=target)
+            server = SimulatedPlcOpcUa(plc, endpoint, user=user, password=password if user else None,
+                                       target=target or "codesys")
         else:
             from plc_anna.simulated_plc.modbus import SimulatedPlcModbus
             server = SimulatedPlcModbus(plc, endpoint, word_order=word_order)

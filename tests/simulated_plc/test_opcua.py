@@ -334,3 +334,15 @@ def test_other_targets_serve_their_own_nodeids_and_tree(target, path):
             assert all(check.ok for check in checks), [check for check in checks if not check.ok]
 
     asyncio.run(check())
+
+
+def test_cli_serves_another_targets_address_space_and_refuses_it_over_modbus(tmp_path):
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "plc.toml"
+    result = CliRunner().invoke(plc_sim, ["--endpoint", endpoint, "--duration", "0.1", "--target", "s7-1500",
+                                          "--tag-map-out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert 'ns=3;s="PlcAnna_L<k>"."<Tag>"' in result.output
+    assert load_tag_map(out).layer(0).gain_set.address == 'ns=3;s="PlcAnna_L0"."GainSet"'
+    result = CliRunner().invoke(plc_sim, ["--protocol", "modbus", "--target", "twincat", "--duration", "0.1"])
+    assert result.exit_code == 2 and "--target is for --protocol opcua" in result.output
