@@ -261,10 +261,18 @@ def scl_declarations(section: str, block: str) -> dict[str, tuple[str, str | Non
         r"^\s*(\w+)\s*:\s*([^:;]+?)\s*(?::=\s*([^;]+?))?\s*;", match.group(1), flags=re.MULTILINE)}
 
 
+def codesys_blocks() -> tuple[dict[str, object], dict[int, str]]:
+    """The CODESYS blocks (the ones every other form is compared with): blark summaries and sections."""
+    summaries, sections = {}, {}
+    for path in sorted(EXAMPLES.glob("codesys/FB_*.st")):
+        summaries.update(function_blocks(path.read_text(), str(path)))
+        sections.update(fb_sections(path.read_text()))
+    return summaries, sections
+
+
 def test_scl_function_blocks_match_the_st_ones():
     sections = fb_sections(SCL.read_text())
-    st = fb_sections((EXAMPLES / "openplc" / "plc_anna_openplc.st").read_text())
-    summaries = function_blocks((EXAMPLES / "openplc" / "plc_anna_openplc.st").read_text())
+    summaries, st = codesys_blocks()
     assert set(sections) == set(st)
     for n, scl in sections.items():
         summary = summaries[f"FB_AnnaCorrection_{n}"]
@@ -325,8 +333,7 @@ def test_plcopen_graphics_are_wired():
 
 def test_plcopen_function_blocks_are_the_st_ones():
     tree = ElementTree.parse(XML).getroot()
-    st_text = (EXAMPLES / "openplc" / "plc_anna_openplc.st").read_text()
-    summaries, sections = function_blocks(st_text), fb_sections(st_text)
+    summaries, sections = codesys_blocks()
     pous = [p for p in tree.iter(f"{PPX}pou") if p.get("name").startswith("FB_AnnaCorrection_")]
     assert sorted(p.get("name") for p in pous) == sorted(summaries)
     for pou in pous:
