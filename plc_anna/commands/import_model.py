@@ -17,7 +17,7 @@ import numpy as np
 DRAWN_ROWS = 1024
 
 
-@click.command("import")
+@click.command("import", short_help="A network from an ONNX model, checked against ONNX Runtime.")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="The network file to write.")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False),

@@ -15,7 +15,7 @@ from plc_anna.contract.layout import TARGETS
 from plc_anna.contract.logic import DEFAULTS
 
 
-@click.command("plc-code")
+@click.command("plc-code", short_help="PLC code for a network: CODESYS, TwinCAT, S7-1500, OpenPLC, PLCopen XML.")
 @click.option("--net", required=True, help="The network the PLC's layers run: a shipped name or a .npz file.")
 @click.option("--target", required=True, type=click.Choice(list(TARGETS)),
               help="The PLC family to generate for.")
