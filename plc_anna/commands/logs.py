@@ -28,5 +28,5 @@ def configure_logging(verbose: int) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     logging.getLogger("plc_anna").setLevel(logging.INFO if verbose >= 1 else logging.WARNING)
-    for name in ("asyncua", "pymodbus"):
+    for name in ("asyncua", "pymodbus", "mqtt", "amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING if verbose >= 2 else logging.CRITICAL)
