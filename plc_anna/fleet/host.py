@@ -116,6 +116,8 @@ class FleetHost:
         self.messages = 0
         self.malformed = 0
         self.historized = 0
+        self.live_values = 0
+        """Metric values received in live (not historical) DDATA."""
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         """End-to-end latency of live DDATA: receipt here minus the payload's timestamp."""
         self._pending: list[Sample] = []
@@ -269,6 +271,7 @@ class FleetHost:
             device.updated_ms = message.timestamp
             if kind == "DDATA":
                 self.latencies_ms.append(received - message.timestamp)
+                self.live_values += sum(not metric.is_historical for metric in message.metrics)
         if self.store is not None:
             self._pending.extend(samples)
         return live

@@ -86,6 +86,9 @@ class PlcAnnaServer:
         self._last_overrun_alarm = -float("inf")
         self._drift_events: Any = None
         self._alarm_generator: Any = None
+        #: The newest published snapshot (None before the first scan): what the Sparkplug edge node reads.
+        self.latest: Snapshot | None = None
+        self.edge_node: Any = None
 
     # ---------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> PlcAnnaServer:
@@ -122,10 +125,17 @@ class PlcAnnaServer:
             await self.controller.start(self.server, self.space)
         self.scan = ScanTask(config.scan_ms / 1000.0, self._work, self._publish, self._on_overrun)
         self.scan.start()
+        if config.sparkplug is not None:
+            from plc_anna.sparkplug import start_edge_node
+
+            self.edge_node = await start_edge_node(self)
         logger.info("serving %s on %s (scan %d ms)", network.name, config.endpoint, config.scan_ms)
 
     async def stop(self) -> None:
-        """Stop scanning, save the state, stop serving, close the store."""
+        """Stop the Sparkplug edge node, stop scanning, save the state, stop serving, close the store."""
+        if self.edge_node is not None:
+            await self.edge_node.stop()
+            self.edge_node = None
         if self.scan is not None:
             await self.scan.stop()
             self.scan = None
@@ -243,6 +253,7 @@ class PlcAnnaServer:
 
     async def _publish(self, result: tuple[Snapshot, dict | None], stats: CycleStats) -> None:
         snapshot, state = result
+        self.latest = snapshot
         await ua_nodes.publish(self.server, self.space, snapshot, stats, linked=self.controller is not None)
         if self.controller is not None:
             self.controller.after_scan(snapshot)

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from plc_anna.server.passwords import parse_password_hash
+from plc_anna.sparkplug.config import SPARKPLUG_KEY_DOCS, sparkplug_config
 from plc_anna.tomlfile import read_toml
 
 #: Every security policy name the ``security.policies`` key accepts (OPC UA names, with the mode).
@@ -174,12 +175,15 @@ class ServerConfig:
         "How long the value history is kept.", "30", "number > 0 (days)"))
     security: SecurityConfig = field(default_factory=SecurityConfig, metadata=_key(
         "The [security] table (keys below).", "see below", "a table"))
+    sparkplug: Any = field(default=None, metadata=_key(
+        "The [sparkplug] table: publish every network over MQTT as a Sparkplug B edge node (docs/fleet.md). "
+        "Without it nothing is published over MQTT.", "none", "a table (keys below)"))
     #: The file this configuration was loaded from (None when built in code); not a key.
     source: Path | None = field(default=None, compare=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if f.name not in ("security", "source"):
+            if f.name not in ("security", "source", "sparkplug"):
                 object.__setattr__(self, f.name, _coerce(f.name, f, getattr(self, f.name)))
         security = self.security
         if isinstance(security, dict):
@@ -193,6 +197,7 @@ class ServerConfig:
         object.__setattr__(self, "state_store", config_dir / self.state_store)
         object.__setattr__(self, "security", dataclasses.replace(
             security, trust_dir=config_dir / security.trust_dir))
+        object.__setattr__(self, "sparkplug", sparkplug_config(self.sparkplug, config_dir))
         if self.state_store.is_dir():
             raise ValueError(f"server key 'state_store': {self.state_store} is a directory, not a file")
         if self.security.trust_dir.exists() and not self.security.trust_dir.is_dir():
@@ -248,6 +253,7 @@ KEY_DOCS: dict[str, dict[str, Any]] = {
     **{f.name: _plain(f.metadata) for f in dataclasses.fields(ServerConfig) if "internal" not in f.metadata},
     **{f"security.{f.name}": _plain(f.metadata) for f in dataclasses.fields(SecurityConfig)},
     **{f"security.users[].{f.name}": _plain(f.metadata) for f in dataclasses.fields(UserEntry)},
+    **{f"sparkplug.{name}": meta for name, meta in SPARKPLUG_KEY_DOCS.items()},
 }
 """Every key of the file, dotted (``security.users[].role``): its meaning, default and allowed values."""
 

@@ -112,7 +112,7 @@ def sparkplug_config(values: Any, config_dir: Path) -> SparkplugConfig | None:
     if missing:
         raise ValueError(f"the [sparkplug] table lacks {', '.join(f'sparkplug.{k}' for k in missing)}")
     broker = _string(values, "broker")
-    check_broker_url(broker, "sparkplug.broker")
+    check_broker_url(broker, "server key 'sparkplug.broker'")
     settings: dict[str, Any] = {"broker": broker}
     for key in ("group_id", "edge_node_id"):
         settings[key] = _sparkplug_id(values, key)

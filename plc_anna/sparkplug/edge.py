@@ -271,14 +271,22 @@ class EdgeNode:
         values = m.device_values(snapshot, source.stats, source.link)
         self._prepare(device, snapshot)
         commands = {spec.name: False for spec in device.specs if spec.name.startswith("Compensator/")}
+        timestamp = now_ms()
         async with self._lock:
-            timestamp = now_ms()
+            client = self._client
             birth = DBirth(timestamp=timestamp, seq=self._next_seq(),
                            metrics=tuple(m.metric(spec, {**values, **commands}[spec.name], timestamp)
                                          for spec in device.specs))
-            payload = await self._run(birth.encode)
-            await self._client.publish(self._device_topic("DBIRTH", name), payload, qos=0)
+            try:
+                await client.publish(self._device_topic("DBIRTH", name), await self._run(birth.encode), qos=0)
+            except aiomqtt.MqttError:
+                device.last = values
+                await self._store([(name, timestamp, values)])  # the snapshot this birth carried is not lost
+                raise
         device.birth, device.last, device.born = birth, values, True
+        self._recent.append((time.monotonic(), name, timestamp, values))
+        if client is not self._client:  # the connection went away meanwhile: store what it carried
+            await self._store([(name, timestamp, values)])
 
     async def _publish_deaths(self) -> None:
         async with self._lock:
@@ -319,7 +327,7 @@ class EdgeNode:
                 try:
                     await self._device_birth(name, device, snapshot, source)
                 except aiomqtt.MqttError:
-                    pass  # the session notices the lost connection
+                    pass  # stored; the session notices the lost connection
                 continue
             values = m.device_values(snapshot, source.stats, source.link)
             changes = {k: v for k, v in values.items() if k not in device.last or m.changed(device.last[k], v)}
@@ -354,6 +362,8 @@ class EdgeNode:
                 await client.publish(self._device_topic("DDATA", name), await self._run(data.encode), qos=0)
             except aiomqtt.MqttError:
                 return False
+        if client is not self._client:  # lost while it went out (and after the recent data was stored again)
+            return False
         self.stats.published += 1
         self._recent.append((time.monotonic(), name, timestamp, changes))
         return True
