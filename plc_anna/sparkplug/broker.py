@@ -1,7 +1,8 @@
 """A real MQTT broker on loopback for tests, benchmarks and ``plc-anna demo --fleet``.
 
 Mosquitto when its binary is found (on ``PATH`` or in ``/usr/sbin``, where
-Debian installs it), otherwise amqtt, a pure-Python broker from PyPI
+Debian installs it), otherwise amqtt (``PLC_ANNA_BROKER=amqtt`` or
+``mosquitto`` chooses), a pure-Python broker from PyPI
 (``pip install 'plc-anna[broker]'``), run by this module in a process of its
 own. Either way the broker is a separate process on a free port of
 127.0.0.1, so a test can stop, restart or kill it::
@@ -60,7 +61,12 @@ def amqtt_available() -> bool:
 
 
 def default_kind() -> str:
-    """``mosquitto`` when its binary is there, else ``amqtt``; ValueError when neither is."""
+    """``$PLC_ANNA_BROKER`` if set, else ``mosquitto`` when its binary is there, else ``amqtt``; ValueError when neither is."""
+    chosen = os.environ.get("PLC_ANNA_BROKER", "")
+    if chosen:
+        if chosen not in KINDS:
+            raise ValueError(f"PLC_ANNA_BROKER must be one of {', '.join(KINDS)}, got {chosen!r}")
+        return chosen
     if find_mosquitto():
         return "mosquitto"
     if amqtt_available():
