@@ -102,8 +102,8 @@ class FleetStore:
             return 0
         with self._lock:
             self._db.execute("BEGIN")
-            before = self._db.total_changes
             rows = [(self._metric_id(s), int(s.time_ms), _to_sql(s.value), int(bool(s.historical))) for s in samples]
+            before = self._db.total_changes
             self._db.executemany("INSERT OR IGNORE INTO sample (metric_id, time_ms, value, historical) "
                                  "VALUES (?, ?, ?, ?)", rows)
             new = self._db.total_changes - before

@@ -119,12 +119,18 @@ class Recorder:
         return [m for m in self.messages if m.kind == kind and (device is None or m.topic.endswith("/" + device))]
 
     async def wait(self, predicate, timeout: float = 20.0) -> bool:
+        def holds() -> bool:
+            try:
+                return bool(predicate())
+            except LookupError:  # what the predicate reads is not there yet
+                return False
+
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if predicate():
+            if holds():
                 return True
             await asyncio.sleep(0.02)
-        return predicate()
+        return holds()
 
 
 def _login(broker: LocalBroker) -> dict[str, str]:
