@@ -10,6 +10,7 @@ from plc_anna import __version__
 from plc_anna.commands.bench import bench
 from plc_anna.commands.commission import commission
 from plc_anna.commands.demo import demo
+from plc_anna.commands.fleet import fleet
 from plc_anna.commands.hash_password import hash_password
 from plc_anna.commands.import_model import import_model
 from plc_anna.commands.logs import configure_logging
@@ -28,7 +29,8 @@ def main(verbose: int) -> None:
     configure_logging(verbose)
 
 
-for command in (simulate, serve, status, hash_password, bench, commission, demo, plc_sim, plc_code, import_model):
+for command in (simulate, serve, status, hash_password, bench, commission, demo, plc_sim, plc_code, import_model,
+                fleet):
     main.add_command(command)
 
 

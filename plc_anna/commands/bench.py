@@ -218,3 +218,53 @@ def bench_cycle(columns, scan_ms, cycles, json_path) -> None:
         write_json(json_path, report)
         console.print(f"report written to {json_path}")
     console.print(f"took {time.monotonic() - start:.0f} s")
+
+
+@bench.command("fleet")
+@click.option("--nodes", default=32, show_default=True, type=click.IntRange(1, 1000), help="Edge nodes.")
+@click.option("--networks", default=4, show_default=True, type=click.IntRange(1, 64), help="Networks per node.")
+@click.option("--columns", default=256, show_default=True, type=click.IntRange(1, 4096),
+              help="Columns of each of a network's two layers.")
+@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(1.0, 3600.0),
+              help="Length of the steady phase.")
+@click.option("--publish-ms", default=1000, show_default=True, type=click.IntRange(10, 60000))
+@click.option("--keepalive", default=5, show_default=True, type=click.IntRange(1, 600), help="MQTT keepalive (s).")
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Processes the edge nodes are spread over.")
+@click.option("--broker", "broker_kind", type=click.Choice(["mosquitto", "amqtt"]),
+              help="The broker [default: mosquitto when installed, else amqtt].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+def bench_fleet(nodes, networks, columns, seconds, publish_ms, keepalive, processes, broker_kind, json_path) -> None:
+    """Edge nodes, a real broker and the fleet host on loopback: throughput, latency, gaps, losses,
+    a broker restart and a killed node. docs/benchmarks.md#fleet explains every number."""
+    from plc_anna.bench.fleet import run_fleet_bench
+
+    console = Console()
+    start = time.monotonic()
+    try:
+        report = run_fleet_bench([(nodes, networks, columns)], seconds=seconds, publish_ms=publish_ms,
+                                 keepalive_s=keepalive, processes=processes, broker_kind=broker_kind,
+                                 progress=lambda text: console.print(f"  {text}", style="dim"))
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    table = Table(title="fleet: edge nodes -> broker -> fleet host")
+    for name in ("nodes x networks x columns", "broker", "metrics/s", "latency p50/p99 ms", "seq gaps", "lost",
+                 "rebirth s", "replayed", "outage lost", "offline s (limit)"):
+        table.add_column(name, justify="right")
+    for run in report["runs"]:
+        restart, kill, latency = run["broker_restart"], run["node_kill"], run["latency_ms"]
+        table.add_row(f"{run['nodes']} x {run['networks']} x {run['columns']}", run["broker"],
+                      f"{run['metrics_per_s']:.0f}", f"{latency['p50']:.1f}/{latency['p99']:.1f}",
+                      str(run["seq_gaps"]), str(run["lost"]),
+                      "-" if restart["rebirth_s"] is None else f"{restart['rebirth_s']:.2f}",
+                      str(restart["replayed"]), str(restart["lost"]),
+                      "-" if kill["offline_detected_s"] is None
+                      else f"{kill['offline_detected_s']:.2f} ({kill['limit_s']:g})")
+    console.print(table)
+    for target in report["targets"]:
+        verdict = {True: "met", False: "NOT met", None: f"not measured ({target.get('why', '')})"}[target["met"]]
+        console.print(f"target {target['target']}: {verdict}")
+    if json_path:
+        write_json(json_path, report)
+        console.print(f"report written to {json_path}")
+    console.print(f"took {time.monotonic() - start:.0f} s")

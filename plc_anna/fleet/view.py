@@ -40,18 +40,30 @@ def fleet_rows(host: FleetHost) -> list[dict[str, Any]]:
                 "node_online": node.online, "bd_seq": node.bd_seq, "last_birth_ms": device.last_birth_ms,
                 "age_s": values.get("Age"), "state": None if worst is None else _state_name(worst),
                 "reason": reason, "distance": distance, "remaining_life_s": values.get("RemainingLife"),
+                "remaining_life": _life(values.get("RemainingLife")),
                 "link_connected": values.get("Link/Connected"), "link_error": values.get("Link/LastError"),
                 "updated_ms": device.updated_ms, "seq_gaps": node.seq_gaps,
                 "rebirths_requested": node.rebirths_requested})
     return rows
 
 
+def finite(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    return data
+
+
 def fleet_report(host: FleetHost) -> dict[str, Any]:
-    """The JSON of ``plc-anna fleet --json``: the rows and the host's counters."""
-    return {"time_ms": int(time.time() * 1000), "broker": host.settings.url, "group": host.group,
+    """The JSON of ``plc-anna fleet --json``: the rows and the host's counters (non-finite numbers as null)."""
+    return finite({"time_ms": int(time.time() * 1000), "broker": host.settings.url, "group": host.group,
             "connected": host.connected, "last_error": host.last_error, "messages": host.messages,
             "malformed": host.malformed, "seq_gaps": host.seq_gaps, "rebirths_requested": host.rebirths_requested,
-            "historized": host.historized, "networks": fleet_rows(host)}
+            "historized": host.historized, "networks": fleet_rows(host)})
 
 
 def fleet_table(rows: list[dict[str, Any]], title: str = "plc-anna fleet") -> Table:
@@ -64,13 +76,21 @@ def fleet_table(rows: list[dict[str, Any]], title: str = "plc-anna fleet") -> Ta
         age = row.get("age_s")
         life = row.get("remaining_life_s")
         link = row.get("link_connected")
+        if row.get("link_error") == "no controller link configured":
+            link = None
         table.add_row(
             row["node"], row.get("network") or "-", status, "-" if age is None else format_age(age),
             row.get("state") or "-", row.get("reason") or "", _number(row.get("distance")),
             "-" if life is None else ("never" if math.isinf(life) else format_age(life)),
-            "-" if link is None else ("up" if link else "down"),
+            "none" if link is None else ("up" if link else "down"),
             style=None if online else "dim")
     return table
+
+
+def _life(value: float | None) -> str:
+    if value is None:
+        return "not known yet"
+    return "beyond 1000 years" if math.isinf(value) else "estimated"
 
 
 def _state_name(value: int) -> str:
