@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-FORBIDDEN = ("click", "asyncua", "pymodbus", "cli", "onnx", "onnxruntime")
+FORBIDDEN = ("click", "asyncua", "pymodbus", "cli", "onnx", "onnxruntime", "aiomqtt", "pysparkplug", "amqtt")
 
 
 @pytest.mark.parametrize("module", [
@@ -41,5 +41,14 @@ def test_the_device_and_the_contract_do_not_know_the_link(module):
     """The PLC contract is one package below the device, the link and the simulated PLC: none of these
     reach up into the link or its transports."""
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('plc_anna.plc')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["plc_anna.server.app", "plc_anna.server.config", "plc_anna.sparkplug",
+                                    "plc_anna.sparkplug.config"])
+def test_mqtt_is_imported_only_by_the_edge_node_and_the_fleet(module):
+    """A server without a [sparkplug] table never loads the MQTT or Sparkplug libraries."""
+    code = f"import sys, {module}; print(sorted(m for m in ('aiomqtt', 'paho', 'pysparkplug') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from plc_anna.server.config import KEY_DOCS, ServerConfig, load_server_config
@@ -64,6 +67,17 @@ def test_a_missing_key_and_half_a_client_certificate(tmp_path):
         sparkplug_config({**BASE, "broker": "mqtts://x", "tls_cert": "c.pem"}, tmp_path)
     with pytest.raises(ValueError, match="is not a file"):
         sparkplug_config({**BASE, "broker": "mqtts://x", "tls_ca": "missing.pem"}, tmp_path)
+
+
+def test_the_documented_table_loads(tmp_path, monkeypatch):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "server-config.md").read_text()
+    (block,) = re.findall(r"```toml sparkplug\n(.*?)```", text, flags=re.DOTALL)
+    (tmp_path / "mqtt-ca.pem").write_text("x")
+    (tmp_path / "server.toml").write_text(block)
+    monkeypatch.setenv("PLC_ANNA_MQTT_PASSWORD", "pw")
+    config = load_server_config(tmp_path / "server.toml").sparkplug
+    assert (config.group_id, config.edge_node_id, config.primary_host_id) == ("press-shop", "line7", "scada")
+    assert config.commands == ("Calibrate", "Commit") and config.password() == "pw"
 
 
 def test_every_key_is_documented_with_the_server_keys():
