@@ -16,6 +16,13 @@ What each number measures:
   timestamp (taken by the edge node when it read the snapshot, before
   encoding), p50 and p99 over every live DDATA of the steady phase; same
   machine, same clock.
+- ``bare_mqtt_latency_ms``: the baseline, measured in the same run before the
+  nodes start: a plain MQTT client publishes as many payloads of the same size
+  as the steady phase's DDATA (``nodes x networks`` every publishing period,
+  in one burst) through the same broker to a plain subscriber in this
+  process, each carrying its send time; p50 and p99 of receipt minus send.
+  The difference to ``latency_ms`` is what Sparkplug encoding and decoding,
+  report by exception, the node processes and the host's bookkeeping add.
 - ``seq_gaps``: sequence-number gaps the host saw in the steady phase.
 - ``lost``: scans (each network's ``Scan/Count``, one per snapshot read) that
   never reached the historian, over the whole run, counted after the
@@ -35,7 +42,9 @@ Timings move with machine load (``machine``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import struct
 import logging
 import signal
 import subprocess
@@ -47,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+import aiomqtt
 
 from plc_anna.bench.cycle import machine
 from plc_anna.fleet.host import FleetHost
@@ -119,6 +130,52 @@ async def _until(predicate: Callable[[], bool], timeout_s: float, step_s: float 
     return predicate()
 
 
+def ddata_size(columns: int) -> int:
+    """Bytes of a DDATA of a synthetic network whose every changing metric changed (two layers of ``columns``)."""
+    from pysparkplug import DData
+
+    from plc_anna.sparkplug import metrics as m
+    from plc_anna.sparkplug.synthetic import SyntheticNetwork
+
+    net = SyntheticNetwork("net", 2, columns)
+    before = m.device_values(net.latest, None, None)
+    after = m.device_values(net.advance(), None, None)
+    specs = {spec.name: spec for spec in m.device_specs(net.latest, 0, ())}
+    changes = [m.metric(specs[k], v, 0, with_name=False) for k, v in after.items() if m.changed(before[k], v)]
+    return len(DData(timestamp=0, seq=0, metrics=tuple(changes)).encode())
+
+
+async def bare_mqtt_latency(broker: LocalBroker, per_period: int, size: int, period_s: float,
+                            seconds: float) -> dict[str, float | None]:
+    """The baseline of the module docstring: plain MQTT bursts through ``broker``, p50/p99 latency in ms."""
+    received: list[float] = []
+    padding = bytes(max(0, size - 8))
+    async with aiomqtt.Client("127.0.0.1", broker.port) as subscriber, \
+            aiomqtt.Client("127.0.0.1", broker.port) as publisher:
+        await subscriber.subscribe("bench/bare/#", qos=0)
+
+        async def listen() -> None:
+            async for message in subscriber.messages:
+                sent, = struct.unpack_from("<d", message.payload)
+                received.append(1e3 * (time.time() - sent))
+
+        listener = asyncio.create_task(listen())
+        loop = asyncio.get_running_loop()
+        deadline, end = loop.time(), loop.time() + seconds
+        while deadline < end:
+            for k in range(per_period):
+                await publisher.publish(f"bench/bare/{k}", struct.pack("<d", time.time()) + padding, qos=0)
+            deadline += period_s
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+        await asyncio.sleep(0.5)
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    if not received:
+        return {"p50": None, "p99": None}
+    return {"p50": float(np.percentile(received, 50)), "p99": float(np.percentile(received, 99))}
+
+
 async def fleet_run(nodes: int, networks: int, columns: int, seconds: float, publish_ms: int = 1000,
                     keepalive_s: int = 5, processes: int = 2, down_s: float = 2.0, broker_kind: str | None = None,
                     seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -132,6 +189,9 @@ async def fleet_run(nodes: int, networks: int, columns: int, seconds: float, pub
             host = FleetHost(BrokerSettings(broker.url, keepalive_s=keepalive_s), group=GROUP, store=store)
             await host.start()
             await _until(lambda: host.connected, 10)
+            size = ddata_size(columns)
+            say(f"baseline: plain MQTT, {nodes * networks} payloads of {size} bytes every {publish_ms} ms")
+            bare = await bare_mqtt_latency(broker, nodes * networks, size, publish_ms / 1000, min(seconds, 10.0))
             fleet = NodeProcesses(directory, broker.url, node_ids, min(processes, nodes), networks, columns,
                                   publish_ms, keepalive_s, seed=seed)
             try:
@@ -181,7 +241,7 @@ async def fleet_run(nodes: int, networks: int, columns: int, seconds: float, pub
                 store.close()
             return {"nodes": nodes, "networks": networks, "columns": columns, "layers": 2, "publish_ms": publish_ms,
                     "processes": len(fleet.procs), "broker": broker.kind, "seconds": round(elapsed, 3),
-                    **steady, "lost": lost,
+                    **steady, "ddata_bytes": size, "bare_mqtt_latency_ms": bare, "lost": lost,
                     "broker_restart": {"down_s": down_s, "rebirth_s": rebirth_s, "replayed": replayed,
                                        "lost": outage_lost},
                     "node_kill": {"nodes_killed": len(killed), "keepalive_s": keepalive_s,

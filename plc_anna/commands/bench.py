@@ -248,13 +248,16 @@ def bench_fleet(nodes, networks, columns, seconds, publish_ms, keepalive, proces
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     table = Table(title="fleet: edge nodes -> broker -> fleet host")
-    for name in ("nodes x networks x columns", "broker", "metrics/s", "latency p50/p99 ms", "seq gaps", "lost",
+    for name in ("nodes x networks x columns", "broker", "metrics/s", "latency p50/p99 ms",
+                 "bare MQTT p50/p99 ms", "seq gaps", "lost",
                  "rebirth s", "replayed", "outage lost", "offline s (limit)"):
         table.add_column(name, justify="right")
     for run in report["runs"]:
-        restart, kill, latency = run["broker_restart"], run["node_kill"], run["latency_ms"]
+        restart, kill, latency, bare = (run["broker_restart"], run["node_kill"], run["latency_ms"],
+                                        run["bare_mqtt_latency_ms"])
         table.add_row(f"{run['nodes']} x {run['networks']} x {run['columns']}", run["broker"],
                       f"{run['metrics_per_s']:.0f}", f"{latency['p50']:.1f}/{latency['p99']:.1f}",
+                      f"{bare['p50']:.1f}/{bare['p99']:.1f}",
                       str(run["seq_gaps"]), str(run["lost"]),
                       "-" if restart["rebirth_s"] is None else f"{restart['rebirth_s']:.2f}",
                       str(restart["replayed"]), str(restart["lost"]),

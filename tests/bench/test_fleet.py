@@ -18,6 +18,7 @@ def test_a_small_fleet_run_reports_every_number(tmp_path):
     run = report["runs"][0]
     assert (run["nodes"], run["networks"], run["columns"], run["processes"]) == (3, 2, 8, 2)
     assert run["metrics_per_s"] > 0 and run["latency_ms"]["p50"] <= run["latency_ms"]["p99"]
+    assert run["bare_mqtt_latency_ms"]["p50"] is not None and run["ddata_bytes"] > 0
     assert run["seq_gaps"] == 0 and run["lost"] == 0
     restart = run["broker_restart"]
     assert restart["rebirth_s"] is not None and restart["replayed"] > 0 and restart["lost"] == 0
