@@ -67,6 +67,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("mqtt", "asyncua"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # Dozens of nodes in one process would each report a broker restart: the caller measures it instead.
+    logging.getLogger("plc_anna.sparkplug").setLevel(logging.ERROR)
     asyncio.run(run_nodes(json.loads(Path(argv[0]).read_text())))
     return 0
 

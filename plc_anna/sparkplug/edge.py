@@ -134,6 +134,7 @@ class EdgeNode:
         self._lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plc-anna-sparkplug")
         self._recent: deque[tuple[float, str, int, dict[str, Any]]] = deque()
+        self._unconfirmed: deque[tuple[float, int]] = deque()
         self._tasks: list[asyncio.Task] = []
         self._replay_task: asyncio.Task | None = None
         self._state_timestamp = -1
@@ -167,8 +168,13 @@ class EdgeNode:
         if self._replay_task is not None:
             await _cancel(self._replay_task)
         if self._live and self._client is not None:
-            with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
+            try:
                 await asyncio.wait_for(self._publish_deaths(), 5.0)
+            except (aiomqtt.MqttError, OSError, asyncio.TimeoutError):
+                pass
+            else:  # everything before a clean disconnect reaches the broker
+                await self._run(self.spool.remove, [row_id for _, row_id in self._unconfirmed])
+                self._unconfirmed.clear()
             self._live = False
         if self._tasks:
             await _cancel(self._tasks[0])
@@ -235,10 +241,11 @@ class EdgeNode:
         for device in self._devices.values():
             device.born = False
         if was_live:  # what went out just before the connection was lost may not have arrived: store it again
-            horizon = time.monotonic() - (1.5 * self.config.keepalive_s + 2 * self.config.publish_ms / 1000)
+            horizon = time.monotonic() - self._loss_window_s
             rows = [(name, t, changes) for sent, name, t, changes in self._recent if sent >= horizon]
             self._recent.clear()
             await self._store(rows)
+        self._unconfirmed.clear()  # replayed again at the next connection
 
     async def _birth(self) -> None:
         """NBIRTH (seq 0) and a DBIRTH for every network that has a snapshot."""
@@ -274,6 +281,10 @@ class EdgeNode:
         timestamp = now_ms()
         async with self._lock:
             client = self._client
+            if client is None:  # the connection went while this waited for the lock
+                device.last = values
+                await self._store([(name, timestamp, values)])
+                return
             birth = DBirth(timestamp=timestamp, seq=self._next_seq(),
                            metrics=tuple(m.metric(spec, {**values, **commands}[spec.name], timestamp)
                                          for spec in device.specs))
@@ -338,16 +349,18 @@ class EdgeNode:
                 continue
             offline.append((name, timestamp, changes))
         for name, device in self._devices.items():
-            if device.born and name not in networks and self._live:
+            if device.born and name not in networks:
                 async with self._lock:
-                    with contextlib.suppress(aiomqtt.MqttError):
-                        await self._client.publish(self._device_topic("DDEATH", name),
-                                                   DDeath(timestamp=now_ms(), seq=self._next_seq()).encode(), qos=0)
+                    if self._live and self._client is not None:
+                        with contextlib.suppress(aiomqtt.MqttError):
+                            await self._client.publish(self._device_topic("DDEATH", name), DDeath(
+                                timestamp=now_ms(), seq=self._next_seq()).encode(), qos=0)
                 device.born = False
         await self._store(offline)
-        horizon = time.monotonic() - (1.5 * self.config.keepalive_s + 2 * self.config.publish_ms / 1000)
+        horizon = time.monotonic() - self._loss_window_s
         while self._recent and self._recent[0][0] < horizon:
             self._recent.popleft()
+        await self._confirm()
 
     async def _publish_data(self, name: str, device: _Device, changes: dict[str, Any], timestamp: int) -> bool:
         """Publish a DDATA of ``changes``; False when the connection is gone (the caller stores them)."""
@@ -382,36 +395,56 @@ class EdgeNode:
         self.stats.stored += len(encoded)
 
     async def _replay(self) -> None:
-        """Publish the store as historical DDATA, oldest first, removing what went out."""
-        while self._live:
-            rows = await self._run(self.spool.oldest, _REPLAY_BATCH)
+        """Publish the store as historical DDATA, oldest first (rows leave it in :meth:`_confirm`)."""
+        client, after = self._client, 0
+        while self._live and self._client is client:
+            rows = await self._run(self.spool.oldest, _REPLAY_BATCH, after)
             if not rows:
                 return
-            sent: list[int] = []
-            try:
-                for row_id, name, _, payload in rows:
-                    device = self._devices.get(name)
-                    if device is None or not device.born:
-                        if name not in self._networks():  # the network is gone: its DDATA has no device to go to
-                            logger.warning("Sparkplug edge node: stored data of network %s, which is no longer "
-                                           "served, is dropped", name)
-                            sent.append(row_id)
-                        continue
-                    data = DData.decode(payload)
-                    async with self._lock:
-                        if not self._live:
-                            return
-                        replay = dataclasses.replace(data, seq=self._next_seq())
-                        await self._client.publish(self._device_topic("DDATA", name),
-                                                   replay.encode(include_dtypes=True), qos=0)
-                    sent.append(row_id)
-                    self.stats.replayed += 1
-            except aiomqtt.MqttError:
-                return
-            finally:
-                await self._run(self.spool.remove, sent)
+            gone: list[int] = []
+            sent = 0
+            for row_id, name, _, payload in rows:
+                device = self._devices.get(name)
+                if device is None or not device.born:
+                    if name in self._networks():
+                        break  # its DBIRTH is still to come: go on after it, in order
+                    logger.warning("Sparkplug edge node: stored data of network %s, which is no longer served, "
+                                   "is dropped", name)
+                    gone.append(row_id)
+                    after = row_id
+                    continue
+                data = DData.decode(payload)
+                async with self._lock:
+                    if not self._live or self._client is not client:
+                        return
+                    replay = dataclasses.replace(data, seq=self._next_seq())
+                    try:
+                        await client.publish(self._device_topic("DDATA", name), replay.encode(include_dtypes=True),
+                                             qos=0)
+                    except aiomqtt.MqttError:
+                        return
+                after = row_id
+                sent += 1
+                self.stats.replayed += 1
+                self._unconfirmed.append((time.monotonic(), row_id))
+            if gone:
+                await self._run(self.spool.remove, gone)
             if not sent:
                 await asyncio.sleep(self.config.publish_ms / 1000)
+
+    async def _confirm(self) -> None:
+        """Remove replayed rows from the store once the connection outlived their loss window."""
+        horizon = time.monotonic() - self._loss_window_s
+        ids = []
+        while self._unconfirmed and self._unconfirmed[0][0] < horizon:
+            ids.append(self._unconfirmed.popleft()[1])
+        if ids and self._live:
+            await self._run(self.spool.remove, ids)
+
+    @property
+    def _loss_window_s(self) -> float:
+        """How long before a lost connection is noticed what was sent may have been lost with it."""
+        return 1.5 * self.config.keepalive_s + 2 * self.config.publish_ms / 1000
 
     # ---------------------------------------------------------------- commands
     async def _on_message(self, message: aiomqtt.Message) -> None:

@@ -7,8 +7,9 @@ and ``meta`` the node's last bdSeq, so a restarted node goes on counting
 where it stopped. The spool is bounded: past ``max_bytes`` of payload the
 oldest rows are dropped and counted in :attr:`Spool.dropped` (logged).
 
-Rows leave the spool only after they were published again, so a node that is
-killed while it replays replays the rest at its next connection. Calls are
+Rows leave the spool only after they were published again and the connection
+outlived the time in which a loss would have shown (the edge node decides), so
+a node that is killed while it replays replays the rest at its next connection. Calls are
 serialized by a lock; the edge node runs them on its own worker thread.
 """
 
@@ -106,11 +107,11 @@ class Spool:
                                "(%d so far)", self.path, self.max_bytes, dropped, self.dropped + dropped)
             self.dropped += dropped
 
-    def oldest(self, limit: int = 64) -> list[tuple[int, str, int, bytes]]:
-        """Up to ``limit`` of the oldest rows as ``(id, device, time_ms, payload)``."""
+    def oldest(self, limit: int = 64, after: int = 0) -> list[tuple[int, str, int, bytes]]:
+        """Up to ``limit`` of the oldest rows with an id above ``after``, as ``(id, device, time_ms, payload)``."""
         with self._lock:
-            return self._db.execute("SELECT id, device, time_ms, payload FROM spool ORDER BY id LIMIT ?",
-                                    (limit,)).fetchall()
+            return self._db.execute("SELECT id, device, time_ms, payload FROM spool WHERE id > ? ORDER BY id "
+                                    "LIMIT ?", (after, limit)).fetchall()
 
     def remove(self, ids: list[int]) -> None:
         """Forget rows that were published."""
