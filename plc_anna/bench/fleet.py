@@ -241,7 +241,7 @@ async def fleet_run(nodes: int, networks: int, columns: int, seconds: float, pub
                 store.close()
             return {"nodes": nodes, "networks": networks, "columns": columns, "layers": 2, "publish_ms": publish_ms,
                     "processes": len(fleet.procs), "broker": broker.kind, "seconds": round(elapsed, 3),
-                    **steady, "ddata_bytes": size, "bare_mqtt_latency_ms": bare, "lost": lost,
+                    **steady, "ddata_bytes": size, "bare_mqtt_latency_ms": bare, "scans": sum(finals.values()), "lost": lost,
                     "broker_restart": {"down_s": down_s, "rebirth_s": rebirth_s, "replayed": replayed,
                                        "lost": outage_lost},
                     "node_kill": {"nodes_killed": len(killed), "keepalive_s": keepalive_s,

@@ -247,23 +247,26 @@ def bench_fleet(nodes, networks, columns, seconds, publish_ms, keepalive, proces
                                  progress=lambda text: console.print(f"  {text}", style="dim"))
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-    table = Table(title="fleet: edge nodes -> broker -> fleet host")
-    for name in ("nodes x networks x columns", "broker", "metrics/s", "latency p50/p99 ms",
-                 "bare MQTT p50/p99 ms", "seq gaps", "lost",
-                 "rebirth s", "replayed", "outage lost", "offline s (limit)"):
-        table.add_column(name, justify="right")
     for run in report["runs"]:
         restart, kill, latency, bare = (run["broker_restart"], run["node_kill"], run["latency_ms"],
                                         run["bare_mqtt_latency_ms"])
-        table.add_row(f"{run['nodes']} x {run['networks']} x {run['columns']}", run["broker"],
-                      f"{run['metrics_per_s']:.0f}", f"{latency['p50']:.1f}/{latency['p99']:.1f}",
-                      f"{bare['p50']:.1f}/{bare['p99']:.1f}",
-                      str(run["seq_gaps"]), str(run["lost"]),
-                      "-" if restart["rebirth_s"] is None else f"{restart['rebirth_s']:.2f}",
-                      str(restart["replayed"]), str(restart["lost"]),
-                      "-" if kill["offline_detected_s"] is None
-                      else f"{kill['offline_detected_s']:.2f} ({kill['limit_s']:g})")
-    console.print(table)
+        table = Table(title=f"fleet: {run['nodes']} nodes x {run['networks']} networks x {run['columns']} columns, "
+                            f"{run['broker']}, {run['publish_ms']} ms")
+        table.add_column("measured")
+        table.add_column("value", justify="right")
+        for name, value in (
+                ("metric values/s at the host", f"{run['metrics_per_s']:.0f}"),
+                ("latency p50/p99 (ms)", f"{latency['p50']:.1f}/{latency['p99']:.1f}"),
+                ("bare MQTT p50/p99 (ms), same run", f"{bare['p50']:.1f}/{bare['p99']:.1f}"),
+                ("seq gaps", str(run["seq_gaps"])), ("scans lost", str(run["lost"])),
+                ("broker restart: all reborn after (s)",
+                 "-" if restart["rebirth_s"] is None else f"{restart['rebirth_s']:.2f}"),
+                ("broker restart: replayed / lost", f"{restart['replayed']} / {restart['lost']}"),
+                ("killed node offline after (s)",
+                 "-" if kill["offline_detected_s"] is None
+                 else f"{kill['offline_detected_s']:.2f} (limit {kill['limit_s']:g})")):
+            table.add_row(name, value)
+        console.print(table)
     for target in report["targets"]:
         verdict = {True: "met", False: "NOT met", None: f"not measured ({target.get('why', '')})"}[target["met"]]
         console.print(f"target {target['target']}: {verdict}")
