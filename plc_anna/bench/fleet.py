@@ -45,7 +45,6 @@ import asyncio
 import contextlib
 import json
 import struct
-import logging
 import signal
 import subprocess
 import sys
@@ -304,7 +303,6 @@ def run_fleet_bench(sizes: list[tuple[int, int, int]], seconds: float, publish_m
                     processes: int = 2, broker_kind: str | None = None, seed: int = 0,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every ``(nodes, networks, columns)`` run in turn: ``{"runs", "targets", "machine"}``."""
-    logging.getLogger("mqtt").setLevel(logging.CRITICAL)
     runs = [asyncio.run(fleet_run(n, k, c, seconds, publish_ms=publish_ms, keepalive_s=keepalive_s,
                                   processes=processes, broker_kind=broker_kind, seed=seed, progress=progress))
             for n, k, c in sizes]

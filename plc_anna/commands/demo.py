@@ -167,12 +167,27 @@ def _offline(device: str, seed: int) -> None:
 
 
 def _fleet(duration: float, json_path: str | None) -> None:
+    console = Console()
+    title = f"plc-anna fleet: three lines over Sparkplug B, {duration:g} s"
+    quiet = logging.getLogger("plc_anna")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the table shows the fleet; warnings would tear the live display
+    try:
+        report = _fleet_live(console, title, duration)
+    finally:
+        quiet.setLevel(level)
+    console.print()
+    console.print(f"{report['messages']} Sparkplug messages, {report['historized']} samples historized, "
+                  f"{report['seq_gaps']} seq gaps")
+    if json_path:
+        write_json(json_path, report)
+        console.print(f"fleet written to {json_path}")
+
+
+def _fleet_live(console: Console, title: str, duration: float) -> dict:
     from plc_anna.fleet.demo import run_fleet_demo
     from plc_anna.fleet.view import fleet_table
 
-    console = Console()
-    logging.getLogger("plc_anna").setLevel(logging.ERROR)
-    title = f"plc-anna fleet: three lines over Sparkplug B, {duration:g} s"
     with Live(fleet_table([], title), console=console, refresh_per_second=2) as live:
         def on_rows(rows, host) -> None:
             table = fleet_table(rows, title)
@@ -186,9 +201,4 @@ def _fleet(duration: float, json_path: str | None) -> None:
         except (ValueError, RuntimeError, OSError) as exc:
             raise click.ClickException(str(exc)) from None
         live.update(fleet_table(report["networks"], title))
-    console.print()
-    console.print(f"{report['messages']} Sparkplug messages, {report['historized']} samples historized, "
-                  f"{report['seq_gaps']} seq gaps")
-    if json_path:
-        write_json(json_path, report)
-        console.print(f"fleet written to {json_path}")
+    return report
