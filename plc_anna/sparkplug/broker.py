@@ -54,7 +54,7 @@ def find_mosquitto() -> str | None:
 
 def amqtt_available() -> bool:
     try:
-        import amqtt  # noqa: F401
+        import amqtt  # noqa: F401 - is it installed?
     except ImportError:
         return False
     return True

@@ -19,7 +19,7 @@ that goes away a DDEATH. Sequence numbers run 0..255 and wrap, shared by
 every message of the node after NBIRTH.
 
 While the broker is unreachable, or the primary host is offline, the sampler
-writes what changed to the store (:class:`~plc_anna.sparkplug.spool.Spool`)
+writes what changed to the store (:mod:`plc_anna.sparkplug.forward`)
 instead; after the next births the store is replayed as DDATA whose metrics
 carry ``is_historical``. Data sent in the last ``1.5 keepalive + 2 publish``
 seconds before a lost connection is stored again as well (QoS 0 may have lost
@@ -27,8 +27,17 @@ it with the connection), so a host may receive a point twice, never zero
 times; the fleet host's historian keeps one of each (metric, timestamp).
 
 Every failure to connect (unreachable broker, refused login, TLS) is logged
-once, in one line, and retried with a back-off up to 2 s (a broker back from an outage sees every node within that); a malformed command
-payload is logged and ignored. The server goes on either way.
+once, in one line, and retried with a back-off up to 2 s (a broker back from
+an outage sees every node within that); a malformed command payload is logged
+and ignored. The server goes on either way.
+
+The module is longer than most in the package for a reason: the session,
+the births, the sampler, the replay and the commands share one sequence
+counter, one lock and the devices' birth state, and Sparkplug's ordering rules
+(NBIRTH before DBIRTH before DDATA, seq across all of them) are easiest to
+check in one place. The store's bookkeeping lives in
+:mod:`plc_anna.sparkplug.forward`, the metric model in
+:mod:`plc_anna.sparkplug.metrics`.
 """
 
 from __future__ import annotations
@@ -39,7 +48,6 @@ import dataclasses
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,7 +62,7 @@ from plc_anna.sparkplug import metrics as m
 from plc_anna.sparkplug.config import SparkplugConfig
 from plc_anna.sparkplug.mqtt import BrokerSettings, connect_error
 from plc_anna.sparkplug.source import COMMAND_NAMES, NetworkSource
-from plc_anna.sparkplug.spool import Spool
+from plc_anna.sparkplug.forward import Forwarder
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +133,6 @@ class EdgeNode:
                                        config.tls_ca, config.tls_cert, config.tls_key, config.keepalive_s)
         self.stats = EdgeStats()
         self.bd_seq: int | None = None
-        self.spool: Spool | None = None
         self._seq = 0
         self._client: aiomqtt.Client | None = None
         self._live = False
@@ -133,8 +140,8 @@ class EdgeNode:
         self._node_birth: NBirth | None = None
         self._lock = asyncio.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plc-anna-sparkplug")
-        self._recent: deque[tuple[float, str, int, dict[str, Any]]] = deque()
-        self._unconfirmed: deque[tuple[float, int]] = deque()
+        loss_window_s = 1.5 * config.keepalive_s + 2 * config.publish_ms / 1000
+        self.forward = Forwarder(config.store, int(config.store_max_mb * 1e6), loss_window_s, self._worker)
         self._tasks: list[asyncio.Task] = []
         self._replay_task: asyncio.Task | None = None
         self._state_timestamp = -1
@@ -156,7 +163,7 @@ class EdgeNode:
 
     async def start(self) -> None:
         """Open the store and start the session and sampler tasks (returns at once; connecting goes on)."""
-        self.spool = await self._run(Spool, self.config.store, int(self.config.store_max_mb * 1e6))
+        await self.forward.open()
         self._tasks = [asyncio.create_task(self._session(), name="sparkplug-session"),
                        asyncio.create_task(self._sampler(), name="sparkplug-sampler")]
 
@@ -171,27 +178,22 @@ class EdgeNode:
             try:
                 await asyncio.wait_for(self._publish_deaths(), 5.0)
             except (aiomqtt.MqttError, OSError, asyncio.TimeoutError):
-                pass
-            else:  # everything before a clean disconnect reaches the broker
-                await self._run(self.spool.remove, [row_id for _, row_id in self._unconfirmed])
-                self._unconfirmed.clear()
-            self._live = False
+                pass  # the session's end below stores again what may have been in flight
+            else:
+                await self.forward.confirm_all()
+                self._live = False
         if self._tasks:
             await _cancel(self._tasks[0])
         self._tasks = []
-        if self.spool is not None:
-            await self._run(self.spool.close)
+        await self.forward.close()
         await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown, True)
-
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
     # ---------------------------------------------------------------- the session
     async def _session(self) -> None:
         backoff = 0.5
         config = self.config
         while True:
-            bd_seq = await self._run(self.spool.next_bd_seq)
+            bd_seq = await self.forward.next_bd_seq()
             death = NDeath(timestamp=now_ms(), bd_seq_metric=Metric(timestamp=now_ms(), name=m.BD_SEQ,
                                                                      datatype=DataType.INT64, value=bd_seq))
             will = aiomqtt.Will(self.topics["NDEATH"], death.encode(), qos=1, retain=False)
@@ -240,12 +242,9 @@ class EdgeNode:
             self._replay_task = None
         for device in self._devices.values():
             device.born = False
+        in_flight = self.forward.in_flight()
         if was_live:  # what went out just before the connection was lost may not have arrived: store it again
-            horizon = time.monotonic() - self._loss_window_s
-            rows = [(name, t, changes) for sent, name, t, changes in self._recent if sent >= horizon]
-            self._recent.clear()
-            await self._store(rows)
-        self._unconfirmed.clear()  # replayed again at the next connection
+            await self._store(in_flight)
 
     async def _birth(self) -> None:
         """NBIRTH (seq 0) and a DBIRTH for every network that has a snapshot."""
@@ -295,7 +294,7 @@ class EdgeNode:
                 await self._store([(name, timestamp, values)])  # the snapshot this birth carried is not lost
                 raise
         device.birth, device.last, device.born = birth, values, True
-        self._recent.append((time.monotonic(), name, timestamp, values))
+        self.forward.sent(name, timestamp, values)
         if client is not self._client:  # the connection went away meanwhile: store what it carried
             await self._store([(name, timestamp, values)])
 
@@ -357,10 +356,8 @@ class EdgeNode:
                                 timestamp=now_ms(), seq=self._next_seq()).encode(), qos=0)
                 device.born = False
         await self._store(offline)
-        horizon = time.monotonic() - self._loss_window_s
-        while self._recent and self._recent[0][0] < horizon:
-            self._recent.popleft()
-        await self._confirm()
+        if self._live:
+            await self.forward.confirm()
 
     async def _publish_data(self, name: str, device: _Device, changes: dict[str, Any], timestamp: int) -> bool:
         """Publish a DDATA of ``changes``; False when the connection is gone (the caller stores them)."""
@@ -378,7 +375,7 @@ class EdgeNode:
         if client is not self._client:  # lost while it went out (and after the recent data was stored again)
             return False
         self.stats.published += 1
-        self._recent.append((time.monotonic(), name, timestamp, changes))
+        self.forward.sent(name, timestamp, changes)
         return True
 
     async def _store(self, rows: list[tuple[str, int, dict[str, Any]]]) -> None:
@@ -391,14 +388,14 @@ class EdgeNode:
                             for k, v in changes.items() if k in device.by_name)
             if metrics:
                 encoded.append((name, timestamp, DData(timestamp=timestamp, seq=0, metrics=metrics)))
-        await self._run(lambda: self.spool.append([(n, t, d.encode(include_dtypes=True)) for n, t, d in encoded]))
+        await self.forward.store([(n, t, d.encode(include_dtypes=True)) for n, t, d in encoded])
         self.stats.stored += len(encoded)
 
     async def _replay(self) -> None:
-        """Publish the store as historical DDATA, oldest first (rows leave it in :meth:`_confirm`)."""
+        """Publish the store as historical DDATA, oldest first (rows leave it once confirmed)."""
         client, after = self._client, 0
         while self._live and self._client is client:
-            rows = await self._run(self.spool.oldest, _REPLAY_BATCH, after)
+            rows = await self.forward.batch(after, _REPLAY_BATCH)
             if not rows:
                 return
             gone: list[int] = []
@@ -426,25 +423,10 @@ class EdgeNode:
                 after = row_id
                 sent += 1
                 self.stats.replayed += 1
-                self._unconfirmed.append((time.monotonic(), row_id))
-            if gone:
-                await self._run(self.spool.remove, gone)
+                self.forward.replayed(row_id)
+            await self.forward.forget(gone)
             if not sent:
                 await asyncio.sleep(self.config.publish_ms / 1000)
-
-    async def _confirm(self) -> None:
-        """Remove replayed rows from the store once the connection outlived their loss window."""
-        horizon = time.monotonic() - self._loss_window_s
-        ids = []
-        while self._unconfirmed and self._unconfirmed[0][0] < horizon:
-            ids.append(self._unconfirmed.popleft()[1])
-        if ids and self._live:
-            await self._run(self.spool.remove, ids)
-
-    @property
-    def _loss_window_s(self) -> float:
-        """How long before a lost connection is noticed what was sent may have been lost with it."""
-        return 1.5 * self.config.keepalive_s + 2 * self.config.publish_ms / 1000
 
     # ---------------------------------------------------------------- commands
     async def _on_message(self, message: aiomqtt.Message) -> None:

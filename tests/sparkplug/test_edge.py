@@ -90,7 +90,7 @@ def test_clean_stop_sends_deaths_with_the_births_bdseq_and_bdseq_goes_on_after_a
     async def scenario():
         async with LocalBroker(tmp_path / "broker") as broker, Recorder(broker) as seen:
             for _ in range(2):
-                async with EdgeNode(node_config(broker, tmp_path), lambda: {"net0": net}) as node:
+                async with EdgeNode(node_config(broker, tmp_path), lambda: {"net0": net}):
                     assert await seen.wait(lambda: len(seen.of("DBIRTH")) == len(seen.of("NDEATH")) + 1)
                 await seen.wait(lambda: len(seen.of("NDEATH")) == len(seen.of("NBIRTH")))
         return seen
