@@ -75,7 +75,8 @@ class NodeProcesses:
     """Node processes of :mod:`plc_anna.bench.fleet_nodes` (start, wait ready, freeze, stop, kill)."""
 
     def __init__(self, directory: Path, broker_url: str, node_ids: list[str], processes: int, networks: int,
-                 columns: int, publish_ms: int, keepalive_s: int, commands: tuple[str, ...] = (), seed: int = 0) -> None:
+                 columns: int, publish_ms: int, keepalive_s: int, commands: tuple[str, ...] = (),
+                 seed: int = 0) -> None:
         self.groups = [node_ids[k::processes] for k in range(processes) if node_ids[k::processes]]
         self.procs: list[subprocess.Popen] = []
         for k, nodes in enumerate(self.groups):
@@ -240,7 +241,8 @@ async def fleet_run(nodes: int, networks: int, columns: int, seconds: float, pub
                 store.close()
             return {"nodes": nodes, "networks": networks, "columns": columns, "layers": 2, "publish_ms": publish_ms,
                     "processes": len(fleet.procs), "broker": broker.kind, "seconds": round(elapsed, 3),
-                    **steady, "ddata_bytes": size, "bare_mqtt_latency_ms": bare, "scans": sum(finals.values()), "lost": lost,
+                    **steady, "ddata_bytes": size, "bare_mqtt_latency_ms": bare, "scans": sum(finals.values()),
+                    "lost": lost,
                     "broker_restart": {"down_s": down_s, "rebirth_s": rebirth_s, "replayed": replayed,
                                        "lost": outage_lost},
                     "node_kill": {"nodes_killed": len(killed), "keepalive_s": keepalive_s,

@@ -109,7 +109,8 @@ def fleet(ctx, broker, group, host_id, store_path, json_path, seconds, once, use
 @click.option("--node", help="Only this edge node.")
 @click.option("--network", help="Only this network (Sparkplug device).")
 @click.option("--metric", help="Show the samples of this metric (e.g. Layer1/LayerDistance) instead of the series.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="Samples shown at most (newest).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Samples shown at most (the newest).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write what is shown as JSON.")
 def fleet_history(store_path, node, network, metric, limit, json_path) -> None:
     """What the fleet host stored: every series with its sample count, or the samples of one metric.

@@ -32,7 +32,8 @@ GROUP = "demo"
 AGE_RATE = 5e5
 
 
-async def run_fleet_demo(duration_s: float = 60.0, on_rows: Callable[[list[dict[str, Any]], FleetHost], None] | None = None,
+async def run_fleet_demo(duration_s: float = 60.0,
+                         on_rows: Callable[[list[dict[str, Any]], FleetHost], None] | None = None,
                          on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the demo for ``duration_s`` seconds; the fleet report at the end."""
     from plc_anna.server.app import PlcAnnaServer

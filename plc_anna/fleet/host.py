@@ -2,7 +2,8 @@
 
 ::
 
-    async with FleetHost(BrokerSettings("mqtt://127.0.0.1:1883"), group="plant", store=FleetStore("fleet.sqlite")) as host:
+    settings = BrokerSettings("mqtt://127.0.0.1:1883")
+    async with FleetHost(settings, group="plant", store=FleetStore("fleet.sqlite")) as host:
         await asyncio.sleep(10.0)             # the host follows the group meanwhile
         rows = host.rows()                   # one per network: what the table shows
 

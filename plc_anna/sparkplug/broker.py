@@ -61,7 +61,10 @@ def amqtt_available() -> bool:
 
 
 def default_kind() -> str:
-    """``$PLC_ANNA_BROKER`` if set, else ``mosquitto`` when its binary is there, else ``amqtt``; ValueError when neither is."""
+    """``$PLC_ANNA_BROKER`` if set, else ``mosquitto`` when its binary is there, else ``amqtt``.
+
+    ValueError when neither is installed.
+    """
     chosen = os.environ.get("PLC_ANNA_BROKER", "")
     if chosen:
         if chosen not in KINDS:

@@ -199,7 +199,8 @@ class EdgeNode:
             will = aiomqtt.Will(self.topics["NDEATH"], death.encode(), qos=1, retain=False)
             connected = False
             try:
-                async with self.settings.client(f"plc-anna-{config.group_id}-{config.edge_node_id}", will=will) as client:
+                identifier = f"plc-anna-{config.group_id}-{config.edge_node_id}"
+                async with self.settings.client(identifier, will=will) as client:
                     connected = True
                     self._client, self.bd_seq = client, bd_seq
                     self.stats.connections += 1

@@ -1,4 +1,6 @@
-"""Run amqtt, the embedded pure-Python MQTT broker, in this process: ``python -m plc_anna.sparkplug.embedded_broker SETTINGS.json``.
+"""Run amqtt, the embedded pure-Python MQTT broker, in this process.
+
+``python -m plc_anna.sparkplug.embedded_broker SETTINGS.json``:
 
 :class:`plc_anna.sparkplug.broker.LocalBroker` starts it when no Mosquitto
 binary is installed. The settings file holds the port, optional users (their

@@ -35,7 +35,8 @@ LAYER_METRICS = {
     "DriftState": (DataType.INT32, "0 Calibrating, 1 Nominal, 2 Suspect, 3 Drifting, 4 Compensating, 5 Fault"),
     "StateReason": (DataType.STRING, "why the layer is Suspect, Drifting or Fault; empty otherwise"),
     "TransportCost": (DataType.DOUBLE_ARRAY, "W2 squared per column of the correction being ramped to"),
-    "Coverage": (DataType.DOUBLE, "fraction of the live input region the reference can predict (null before a fingerprint)"),
+    "Coverage": (DataType.DOUBLE,
+                 "fraction of the live input region the reference can predict (null before a fingerprint)"),
     "RemainingLife": (DataType.DOUBLE, "age (s) at which a correction leaves the hardware range; null: not known yet"),
 }
 #: Per network: datatype and meaning.
@@ -105,9 +106,11 @@ def device_values(snapshot: Snapshot, stats: CycleStats | None, link: Any | None
     for layer in snapshot.layers:
         prefix = f"Layer{layer.index}/"
         values.update({
-            prefix + "Gain": np.asarray(layer.gain, dtype=float), prefix + "Offset": np.asarray(layer.offset, dtype=float),
+            prefix + "Gain": np.asarray(layer.gain, dtype=float),
+            prefix + "Offset": np.asarray(layer.offset, dtype=float),
             prefix + "LayerDistance": _number(layer.layer_distance), prefix + "DriftState": int(layer.state),
-            prefix + "StateReason": layer.state_reason, prefix + "TransportCost": np.asarray(layer.transport_cost, dtype=float),
+            prefix + "StateReason": layer.state_reason,
+            prefix + "TransportCost": np.asarray(layer.transport_cost, dtype=float),
             prefix + "Coverage": _number(layer.coverage), prefix + "RemainingLife": layer.remaining_life_s,
         })
     return values

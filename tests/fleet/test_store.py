@@ -13,7 +13,8 @@ def test_samples_round_trip_and_a_repeated_point_is_kept_once(tmp_path):
     store = FleetStore(tmp_path / "fleet.sqlite")
     rows = [Sample("g", "n", "d", "Layer0/Gain", 1000, [1.0, 0.5], False),
             Sample("g", "n", "d", "Age", 1000, 61.0, False), Sample("g", "n", "d", "Link/Connected", 1000, True, False),
-            Sample("g", "n", "d", "RemainingLife", 1000, None, False), Sample("g", "n", "d", "Layer0/StateReason", 1000, "x", False)]
+            Sample("g", "n", "d", "RemainingLife", 1000, None, False),
+            Sample("g", "n", "d", "Layer0/StateReason", 1000, "x", False)]
     assert store.append(rows) == 5
     assert store.append([rows[1]._replace(historical=True), rows[1]._replace(time_ms=2000, historical=True)]) == 1
     got = {(s.name, s.time_ms): s for s in store.samples()}

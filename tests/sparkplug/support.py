@@ -45,7 +45,8 @@ def decode(payload: bytes, datatypes: dict[int, int] | None = None) -> dict[str,
         metrics.append({"name": metric.name if metric.HasField("name") else None,
                         "alias": metric.alias if metric.HasField("alias") else None,
                         "datatype": datatype, "value": value, "historical": metric.is_historical,
-                        "null": metric.is_null, "timestamp": metric.timestamp if metric.HasField("timestamp") else None})
+                        "null": metric.is_null,
+                        "timestamp": metric.timestamp if metric.HasField("timestamp") else None})
     return {"timestamp": message.timestamp if message.HasField("timestamp") else None,
             "seq": message.seq if message.HasField("seq") else None, "metrics": metrics}
 

@@ -130,7 +130,8 @@ def test_garbage_on_the_groups_topics_is_logged_and_skipped(tmp_path, caplog):
                     for topic in (f"spBv1.0/{GROUP}/NBIRTH/intruder", f"spBv1.0/{GROUP}/DDATA/{NODE}/net0",
                                   f"spBv1.0/{GROUP}/NDEATH/{NODE}", f"spBv1.0/{GROUP}/NCMD/{NODE}"):
                         await publish(broker, topic, b"\xff\x00 not sparkplug")
-                    await publish(broker, f"spBv1.0/{GROUP}/NCMD/{NODE}", command("Node Control/Rebirth", True) + b"\xff")
+                    truncated = command("Node Control/Rebirth", True) + b"\xff"
+                    await publish(broker, f"spBv1.0/{GROUP}/NCMD/{NODE}", truncated)
                     await asyncio.sleep(0.3)
                     before = host.nodes[(GROUP, NODE)].devices["net0"].values["Age"]
                     net.advance()
