@@ -34,6 +34,17 @@ def _methods_table(title: str, rows: list[dict], methods, cell) -> Table:
     return table
 
 
+def _targets_and_report(console: Console, report: dict, json_path: str | None, start: float) -> None:
+    """Print each target of the report with its verdict, write the JSON if asked, print the wall time."""
+    for target in report["targets"]:
+        verdict = {True: "met", False: "NOT met", None: f"not measured ({target.get('why', '')})"}[target["met"]]
+        console.print(f"target {target['target']}: {verdict}")
+    if json_path:
+        write_json(json_path, report)
+        console.print(f"report written to {json_path}")
+    console.print(f"took {time.monotonic() - start:.0f} s")
+
+
 def _save_report(report: dict, start: float, json_path: str | None, plot_path: str | None, plot) -> None:
     """Stamp the wall time, then write the JSON and the plot that were asked for."""
     report["wall_time_s"] = time.perf_counter() - start
@@ -211,13 +222,7 @@ def bench_cycle(columns, scan_ms, cycles, json_path) -> None:
                       f"{c['p50']:.2f}/{c['p99']:.2f}/{c['max']:.1f}", f"{la['p50']:.2f}/{la['p99']:.2f}/{la['max']:.1f}",
                       str(run["overruns"]), f"{u['p50']:.2f}/{u['p99']:.2f}", f"{b['p50']:.2f}/{b['p99']:.2f}")
     console.print(table)
-    for target in report["targets"]:
-        verdict = {True: "met", False: "NOT met", None: f"not measured ({target.get('why', '')})"}[target["met"]]
-        console.print(f"target {target['target']}: {verdict}")
-    if json_path:
-        write_json(json_path, report)
-        console.print(f"report written to {json_path}")
-    console.print(f"took {time.monotonic() - start:.0f} s")
+    _targets_and_report(console, report, json_path, start)
 
 
 @bench.command("fleet")
@@ -267,10 +272,4 @@ def bench_fleet(nodes, networks, columns, seconds, publish_ms, keepalive, proces
                  else f"{kill['offline_detected_s']:.2f} (limit {kill['limit_s']:g})")):
             table.add_row(name, value)
         console.print(table)
-    for target in report["targets"]:
-        verdict = {True: "met", False: "NOT met", None: f"not measured ({target.get('why', '')})"}[target["met"]]
-        console.print(f"target {target['target']}: {verdict}")
-    if json_path:
-        write_json(json_path, report)
-        console.print(f"report written to {json_path}")
-    console.print(f"took {time.monotonic() - start:.0f} s")
+    _targets_and_report(console, report, json_path, start)

@@ -11,13 +11,14 @@ strings as text, arrays as little-endian float64 blobs, nulls as NULL.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+
+from plc_anna.sqlitefile import open_marked
 
 APPLICATION_ID = 0x706C6366  # "plcf"
 SCHEMA_VERSION = 1
@@ -64,34 +65,13 @@ class FleetStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._ids: dict[tuple[str, str, str, str], int] = {}
-        if readonly:
-            if not self.path.is_file():
-                raise ValueError(f"no fleet history at {self.path}")
-            uri = f"file:{self.path}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        try:
-            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
-            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as exc:
+        if readonly and not self.path.is_file():
+            raise ValueError(f"no fleet history at {self.path}")
+        self._db = open_marked(self.path, APPLICATION_ID, SCHEMA_VERSION, _SCHEMA, {"metric", "sample"},
+                               "a fleet history of plc-anna", readonly=readonly)
+        if readonly and not self._db.execute("SELECT name FROM sqlite_master WHERE name = 'sample'").fetchone():
             self._db.close()
-            raise ValueError(f"{self.path} is not a fleet history of plc-anna ({exc}); it is left untouched") from None
-        if (tables and app_id != APPLICATION_ID) or tables - {"metric", "sample"}:
-            self._db.close()
-            raise ValueError(f"{self.path} is not a fleet history of plc-anna; it is left untouched")
-        if readonly:
-            if not tables:
-                self._db.close()
-                raise ValueError(f"{self.path} holds no fleet history yet")
-            return
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            self._db.execute(statement)
-        self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            raise ValueError(f"{self.path} holds no fleet history yet")
 
     def close(self) -> None:
         with self._lock:

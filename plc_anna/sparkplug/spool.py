@@ -16,9 +16,10 @@ serialized by a lock; the edge node runs them on its own worker thread.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from pathlib import Path
+
+from plc_anna.sqlitefile import open_marked
 
 logger = logging.getLogger(__name__)
 
@@ -48,24 +49,8 @@ class Spool:
         self.max_bytes = int(max_bytes)
         self.dropped = 0
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
-            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as exc:
-            raise ValueError(f"{self.path} is not a store-and-forward file of plc-anna ({exc}); it is left "
-                             "untouched: point sparkplug.store at another file") from None
-        if tables - {"spool", "meta", "sqlite_sequence"} or (tables and app_id != APPLICATION_ID):
-            self._db.close()
-            raise ValueError(f"{self.path} is not a store-and-forward file of plc-anna; it is left untouched: "
-                             "point sparkplug.store at another file")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            self._db.execute(statement)
-        self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._db = open_marked(self.path, APPLICATION_ID, SCHEMA_VERSION, _SCHEMA, {"spool", "meta"},
+                               "a store-and-forward file of plc-anna (point sparkplug.store at another file)")
         self._bytes = int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool").fetchone()[0])
 
     def close(self) -> None:
