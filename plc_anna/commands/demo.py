@@ -167,6 +167,12 @@ def _offline(device: str, seed: int) -> None:
 
 
 def _fleet(duration: float, json_path: str | None) -> None:
+    from plc_anna.sparkplug.broker import usable_kind
+
+    try:
+        usable_kind()  # before the live table: a missing broker is one line, not a torn display
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     console = Console()
     title = f"plc-anna fleet: three lines over Sparkplug B, {duration:g} s"
     quiet = logging.getLogger("plc_anna")

@@ -78,6 +78,19 @@ def default_kind() -> str:
                      "broker (pip install 'plc-anna[broker]')")
 
 
+def usable_kind(kind: str | None = None) -> str:
+    """``kind`` (default: :func:`default_kind`) if it can run here; ValueError saying what to install otherwise."""
+    kind = kind or default_kind()
+    if kind not in KINDS:
+        raise ValueError(f"broker kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "amqtt" and not amqtt_available():
+        raise ValueError("the embedded MQTT broker needs amqtt: pip install 'plc-anna[broker]' (or install "
+                         "Mosquitto)")
+    if kind == "mosquitto" and not find_mosquitto():
+        raise ValueError("no mosquitto binary on PATH or in /usr/sbin: apt-get install mosquitto")
+    return kind
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -103,9 +116,7 @@ class LocalBroker:
 
     def __init__(self, directory: str | Path, kind: str | None = None, port: int | None = None,
                  users: dict[str, str] | None = None, tls: TlsFiles | None = None) -> None:
-        self.kind = kind or default_kind()
-        if self.kind not in KINDS:
-            raise ValueError(f"broker kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        self.kind = usable_kind(kind)
         self.directory = Path(directory)
         self.port = port or _free_port()
         self.users = dict(users or {})
@@ -212,8 +223,6 @@ class LocalBroker:
         return [find_mosquitto() or "mosquitto", "-c", str(config)]
 
     def _amqtt_command(self) -> list[str]:
-        if not amqtt_available():
-            raise ValueError("the embedded MQTT broker needs amqtt: pip install 'plc-anna[broker]'")
         settings = {"port": self.port, "users": self.users,
                     "tls": None if self.tls is None else {k: str(getattr(self.tls, k)) for k in ("ca", "cert", "key")},
                     "directory": str(self.directory)}

@@ -82,3 +82,14 @@ def test_the_documented_table_loads(tmp_path, monkeypatch):
 
 def test_every_key_is_documented_with_the_server_keys():
     assert all(f"sparkplug.{name}" in KEY_DOCS for name in SPARKPLUG_KEY_DOCS)
+
+
+def test_the_broker_kind_says_what_to_install(monkeypatch):
+    from plc_anna.sparkplug import broker
+
+    monkeypatch.setenv("PLC_ANNA_BROKER", "hivemq")
+    with pytest.raises(ValueError, match="PLC_ANNA_BROKER must be one of mosquitto, amqtt"):
+        broker.usable_kind()
+    monkeypatch.setattr(broker, "amqtt_available", lambda: False)
+    with pytest.raises(ValueError, match=r"pip install 'plc-anna\[broker\]'"):
+        broker.usable_kind("amqtt")
