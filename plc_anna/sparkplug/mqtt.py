@@ -59,8 +59,12 @@ class BrokerSettings:
         return context
 
     def client(self, identifier: str, will: aiomqtt.Will | None = None, clean_session: bool = True,
-               timeout_s: float = 10.0) -> aiomqtt.Client:
-        """An aiomqtt client of this broker (use it as ``async with``)."""
+               timeout_s: float = 4.0) -> aiomqtt.Client:
+        """An aiomqtt client of this broker (use it as ``async with``).
+
+        ``timeout_s`` bounds the wait for CONNACK and SUBACK: a connection attempt that stalls (a broker
+        that accepted the socket but never answered) is given up and retried rather than waited on.
+        """
         return aiomqtt.Client(self.host, self.port, username=self.username or None, password=self.password,
                               identifier=identifier, will=will, clean_session=clean_session,
                               keepalive=self.keepalive_s, tls_context=self.tls_context(), timeout=timeout_s,
