@@ -29,7 +29,8 @@ What each number measures:
   networks are held at their last scan and the nodes have published it.
 - ``broker_restart``: the broker is stopped (SIGTERM) and started again
   after ``down_s``; ``rebirth_s`` is the time from the broker listening again
-  to the host holding a new NBIRTH of every node; ``replayed`` the scans that
+  to the host holding a new NBIRTH of every node (the host is the nodes'
+  primary host, so this includes the host's own reconnection and STATE); ``replayed`` the scans that
   arrived as historical (store-and-forward); ``lost`` the scans of the outage
   that never arrived.
 - ``node_kill``: one node process is killed (SIGKILL); ``offline_detected_s``
@@ -65,6 +66,8 @@ from plc_anna.sparkplug.broker import LocalBroker
 from plc_anna.sparkplug.mqtt import BrokerSettings
 
 GROUP = "bench"
+#: The fleet host is the nodes' primary host: their births and replays wait for its STATE.
+HOST_ID = "bench-host"
 #: The issue's targets, checked on a run of exactly this size and publishing period.
 TARGET_SIZE = {"nodes": 32, "networks": 4, "columns": 256, "publish_ms": 1000}
 LATENCY_P99_MS = 100.0
@@ -82,7 +85,7 @@ class NodeProcesses:
         for k, nodes in enumerate(self.groups):
             settings = {"broker": broker_url, "group": GROUP, "nodes": nodes, "networks": networks, "columns": columns,
                         "publish_ms": publish_ms, "keepalive_s": keepalive_s, "directory": str(directory / f"p{k}"),
-                        "commands": list(commands), "seed": seed}
+                        "commands": list(commands), "seed": seed, "primary_host_id": HOST_ID}
             path = directory / f"nodes{k}.json"
             path.write_text(json.dumps(settings))
             self.procs.append(subprocess.Popen([sys.executable, "-m", "plc_anna.bench.fleet_nodes", str(path)],
@@ -186,7 +189,8 @@ async def fleet_run(nodes: int, networks: int, columns: int, seconds: float, pub
         directory = Path(tmp)
         async with LocalBroker(directory / "broker", kind=broker_kind) as broker:
             store = FleetStore(directory / "fleet.sqlite")
-            host = FleetHost(BrokerSettings(broker.url, keepalive_s=keepalive_s), group=GROUP, store=store)
+            host = FleetHost(BrokerSettings(broker.url, keepalive_s=keepalive_s), group=GROUP, host_id=HOST_ID,
+                             store=store)
             await host.start()
             await _until(lambda: host.connected, 10)
             size = ddata_size(columns)

@@ -35,7 +35,8 @@ async def run_nodes(settings: dict) -> None:
     for node in settings["nodes"]:
         config = sparkplug_config({"broker": settings["broker"], "group_id": settings["group"], "edge_node_id": node,
                                    "publish_ms": settings["publish_ms"], "keepalive_s": settings["keepalive_s"],
-                                   "commands": settings.get("commands", []), "store": f"{node}.sqlite"}, directory)
+                                   "commands": settings.get("commands", []), "store": f"{node}.sqlite",
+                                   "primary_host_id": settings.get("primary_host_id", "")}, directory)
         edges.append(EdgeNode(config, lambda nets=networks[node]: nets))
     for edge in edges:
         await edge.start()

@@ -186,7 +186,7 @@ class FleetHost:
             finally:
                 self._client, self.connected = None, False
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, 2.0)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")

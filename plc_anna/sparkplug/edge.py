@@ -105,6 +105,13 @@ class _Device:
     last: dict[str, Any] = field(default_factory=dict)
     birth: DBirth | None = None
     born: bool = False
+    last_ms: int = 0
+    """Timestamp of the last snapshot taken: each one gets a later millisecond (a historian keys on it)."""
+
+    def stamp(self) -> int:
+        """Now in ms since 1970, later than any earlier stamp of this device."""
+        self.last_ms = max(now_ms(), self.last_ms + 1)
+        return self.last_ms
 
 
 class _PrimaryOffline(Exception):
@@ -278,7 +285,7 @@ class EdgeNode:
         values = m.device_values(snapshot, source.stats, source.link)
         self._prepare(device, snapshot)
         commands = {spec.name: False for spec in device.specs if spec.name.startswith("Compensator/")}
-        timestamp = now_ms()
+        timestamp = device.stamp()
         async with self._lock:
             client = self._client
             if client is None:  # the connection went while this waited for the lock
@@ -325,7 +332,6 @@ class EdgeNode:
 
     async def _sample(self) -> None:
         networks = self._networks()
-        timestamp = now_ms()
         offline: list[tuple[str, int, dict[str, Any]]] = []
         for name, source in networks.items():
             snapshot = source.latest
@@ -345,6 +351,7 @@ class EdgeNode:
             if not changes:
                 continue
             device.last.update(changes)
+            timestamp = device.stamp()
             if live and device.born and await self._publish_data(name, device, changes, timestamp):
                 continue
             offline.append((name, timestamp, changes))
@@ -460,7 +467,11 @@ class EdgeNode:
         elif not online and self._live:
             logger.warning("primary host %s went offline: data goes to the store until it is back",
                            self.config.primary_host_id)
-            await self._publish_deaths()
+            self._live = False  # from now on the sampler stores; in-flight data is stored again below
+            with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
+                # The host's Will often comes from a broker that is shutting down: do not wait on it.
+                await asyncio.wait_for(self._publish_deaths(), 1.0)
+            await self._store(self.forward.in_flight())
             raise _PrimaryOffline()
 
     async def _on_node_command(self, payload: bytes, topic: str) -> None:

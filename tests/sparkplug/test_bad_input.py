@@ -29,15 +29,16 @@ def test_an_unreachable_broker_is_one_line_and_the_data_waits_for_it(tmp_path, c
     port = free_port()
     net = SyntheticNetwork("net0", layers=1, columns=4, ticking=True)
     config = sparkplug_config({"broker": f"mqtt://127.0.0.1:{port}", "group_id": GROUP, "edge_node_id": NODE,
-                               "publish_ms": 50}, tmp_path)
+                               "publish_ms": 50, "primary_host_id": "scada"}, tmp_path)
 
     async def scenario():
         async with EdgeNode(config, lambda: {"net0": net}) as node:
             await asyncio.sleep(2.0)  # several connection attempts
             offline = (node.online, node.stats.last_error, node.stats.stored)
+            said = [t for t in warnings_of(caplog, "plc_anna.sparkplug.edge") if "cannot reach" in t]
             async with LocalBroker(tmp_path / "broker", port=port) as broker:
                 store = FleetStore(tmp_path / "fleet.sqlite")
-                async with FleetHost(BrokerSettings(broker.url), group=GROUP, store=store):
+                async with FleetHost(BrokerSettings(broker.url), group=GROUP, host_id="scada", store=store):
                     for _ in range(200):
                         if node.online and node.stats.replayed >= node.stats.stored:
                             break
@@ -47,12 +48,11 @@ def test_an_unreachable_broker_is_one_line_and_the_data_waits_for_it(tmp_path, c
                     await asyncio.sleep(0.3)
                 scans = sorted(int(s.value) for s in store.samples(name="Scan/Count"))
                 store.close()
-        return offline, scans
+        return offline, scans, said
 
-    (online, error, stored), scans = run(scenario)
+    (online, error, stored), scans, lines = run(scenario)
     assert not online and "cannot reach the MQTT broker" in error and str(port) in error
     assert stored >= 10
-    lines = [text for text in warnings_of(caplog, "plc_anna.sparkplug.edge") if "cannot reach" in text]
     assert len(lines) == 1  # retried many times, said once
     assert scans == list(range(1, net.scan + 1))  # what waited on disk arrived, every scan once
 
