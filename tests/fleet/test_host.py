@@ -21,7 +21,9 @@ GROUP, NODE = "plant", "press3"
 def payload(seq=None, metrics=(), timestamp=None):
     """A Sparkplug payload by the Tahu reference code: metrics as (name, alias, datatype, value)."""
     message = tahu.Payload()
-    message.timestamp = timestamp or int(time.time() * 1000)
+    # One millisecond per sequence number: the historian keeps one value per (metric, ms), and two
+    # messages built back to back can share a millisecond.
+    message.timestamp = timestamp or int(time.time() * 1000) + (seq or 0)
     if seq is not None:
         message.seq = seq
     for name, alias, datatype, value in metrics:
