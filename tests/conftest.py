@@ -8,6 +8,9 @@ import pytest
 # The test rig's fixture, and the simulated PLCs (`opcua`, `modbus`) of the commissioning tests.
 pytest_plugins = ["plc_anna.testing", "tests.commands.simplc"]
 
+# Test data, not tests: the scripts there made the data (one imports torch, which no extra installs).
+collect_ignore = ["data"]
+
 from plc_anna.device.network import network_from_arrays
 
 
