@@ -269,10 +269,30 @@ async def export_nodes(server: Server, nodes) -> bytes:
                           PublicationDate=PUBLICATION_DATE)
     ET.SubElement(model, "RequiredModel", REQUIRED_UA)
     root.insert(1, models)  # after NamespaceUris, before Aliases (the NodeSet2 schema's order)
+    _use_xml_encoding_ids(root)
     for refs in root.iter("References"):
         refs[:] = sorted(refs, key=_reference_order)  # asyncua's order depends on how the nodes were added
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _use_xml_encoding_ids(root: ET.Element) -> None:
+    """Give every ExtensionObject value the NodeId of its type's XML encoding, as NodeSet2 requires.
+
+    asyncua's exporter writes the DataType's NodeId into ``<TypeId>`` (i=884
+    Range, i=887 EUInformation, i=296 Argument); other OPC UA stacks look the
+    body's decoder up by the encoding's NodeId (i=885, i=888, i=297) and load
+    such a value as null, silently. asyncua's own importer reads the body by
+    its element name and takes either.
+    """
+    for type_id in root.iter("uax:TypeId"):
+        identifier = type_id.find("uax:Identifier")
+        nodeid = ua.NodeId.from_string(identifier.text)
+        name = ua.ObjectIdNames.get(nodeid.Identifier) if nodeid.NamespaceIndex == 0 else None
+        encoding = getattr(ua.ObjectIds, f"{name}_Encoding_DefaultXml", None)
+        if encoding is None:
+            raise ValueError(f"no XML encoding known for the ExtensionObject type {identifier.text}")
+        identifier.text = ua.NodeId(encoding).to_string()
 
 
 def _reference_order(ref: ET.Element) -> tuple:

@@ -265,3 +265,40 @@ def test_an_installed_copy_is_found_when_there_is_no_checkout(monkeypatch, tmp_p
     monkeypatch.setattr(model, "INSTALLED_MODEL_PATH", tmp_path / "missing.xml")
     with pytest.raises(ValueError, match="reinstall plc-anna"):
         model.resolve_model_path()
+
+
+def _xml_nodes(path: Path) -> dict[str, dict]:
+    """NodeId (``i=N`` in the model's namespace) -> browse name, parent and whether the file gives a value."""
+    ns = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
+    nodes = {}
+    for el in ET.parse(path).getroot():
+        if el.get("NodeId"):
+            parent = el.get("ParentNodeId")
+            nodes[el.get("NodeId").split(";")[-1]] = {
+                "name": el.get("BrowseName").split(":")[-1], "parent": parent.split(";")[-1] if parent else None,
+                "valued": el.find(f"{ns}Value") is not None}
+    return nodes
+
+
+def test_an_independent_implementation_loads_every_value(node_opcua):
+    """node-opcua loads the file with every structured value, and reads the ranges and units we specify."""
+    loaded = node_opcua.run("load_model.js", MODEL_PATH, NAMESPACE_URI)["values"]
+    nodes = _xml_nodes(MODEL_PATH)
+    valued = sorted(nid for nid, node in nodes.items() if node["valued"])
+    assert len(valued) >= 18
+    assert [nid for nid in valued if loaded[nid]["value"] is None] == []
+    analog = {}
+    for nid, node in nodes.items():
+        if node["name"] in ("EURange", "EngineeringUnits"):
+            member = nodes[node["parent"]]
+            analog.setdefault((nodes[member["parent"]]["name"], member["name"]), {})[node["name"]] = loaded[nid]
+    seen = {}
+    for key, props in analog.items():
+        eurange, unit = props.get("EURange"), props["EngineeringUnits"]
+        assert unit["dataType"] == "EUInformation" and unit["value"]["namespaceUri"] == UNECE
+        seen[key] = ((eurange["value"]["low"], eurange["value"]["high"]) if eurange else None,
+                     (unit["value"]["unitId"], unit["value"]["displayName"]["text"]))
+    assert seen == ANALOG
+    arguments = {nodes[node["parent"]]["name"]: [(arg["name"], arg["valueRank"]) for arg in loaded[nid]["value"]]
+                 for nid, node in nodes.items() if node["name"] == "InputArguments"}
+    assert arguments == {method: [(name, rank) for name, _, rank in args] for method, args in ARGUMENTS.items()}
