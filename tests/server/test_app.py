@@ -77,6 +77,19 @@ def test_browse_read_methods_and_rights(tmp_path):
                 await compensator.call_method(r.nodeid("Compensator.Calibrate"))
                 state = client.get_node(r.nodeid(f"{LAYER1}.DriftState"))
                 assert await wait_for(lambda: _equal(state, int(DriftState.CALIBRATING)), timeout=5)
+                # the state's name, why it is where it is, units and ranges of the analog values
+                text = client.get_node(r.nodeid(f"{LAYER1}.DriftState.ValueAsText"))
+                assert await wait_for(lambda: _text(text, "Calibrating"), timeout=5)
+                names = [v.DisplayName.Text for v in
+                         await client.get_node(r.nodeid(f"{LAYER1}.DriftState.EnumValues")).read_value()]
+                assert names == [s.name.capitalize() for s in DriftState]
+                assert await client.get_node(r.nodeid(f"{LAYER1}.StateReason")).read_value() == ""
+                coverage = await client.get_node(r.nodeid(f"{LAYER1}.Coverage")).read_value()
+                assert math.isnan(coverage) or 0.0 <= coverage <= 1.0
+                for name in ("LayerDistance", "ColumnDistance", "DetectorStatistic", "TransportCost", "Coverage"):
+                    limits = await client.get_node(r.nodeid(f"{LAYER1}.{name}.EURange")).read_value()
+                    unit = await client.get_node(r.nodeid(f"{LAYER1}.{name}.EngineeringUnits")).read_value()
+                    assert limits.Low < limits.High and unit.DisplayName.Text
             # an anonymous viewer reads but may not call nor write
             async with r.client(user=None) as viewer:
                 gain = viewer.get_node(r.nodeid(f"{LAYER1}.Gain"))
@@ -96,6 +109,10 @@ async def _greater(node, value):
 
 async def _equal(node, value):
     return await node.read_value() == value
+
+
+async def _text(node, text):
+    return (await node.read_value()).Text == text
 
 
 def test_client_writes_are_validated(tmp_path):
