@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from asyncua import Server, ua
+from asyncua import ua
 
 import plc_anna
 from plc_anna.compensator import CompensatorConfig
@@ -37,6 +37,7 @@ from plc_anna.drift.states import Event
 from plc_anna.server import nodes as ua_nodes
 from plc_anna.server.config import ServerConfig
 from plc_anna.server.controller import ControllerService
+from plc_anna.server.endpoint import EndpointLimits, GuardedServer
 from plc_anna.server.history import enable_history
 from plc_anna.server.model import load_model, type_node
 from plc_anna.server.runtime import Runtime, Snapshot
@@ -73,7 +74,7 @@ class PlcAnnaServer:
         self.config = config
         self.compensator_config = compensator_config or CompensatorConfig()
         self._network = network
-        self.server: Server | None = None
+        self.server: GuardedServer | None = None
         self.runtime: Runtime | None = None
         self.space: ua_nodes.AddressSpace | None = None
         self.scan: ScanTask | None = None
@@ -192,7 +193,9 @@ class PlcAnnaServer:
 
     async def _start_server(self, network: Network, device_name: str) -> None:
         config = self.config
-        server = Server()
+        security = config.security
+        server = GuardedServer(EndpointLimits(security.max_connections, security.max_sessions,
+                                              security.hello_timeout_s))
         await server.init()
         server.set_endpoint(config.endpoint)
         server.set_server_name(f"plc-anna {network.name}")

@@ -104,6 +104,15 @@ class SecurityConfig:
     allow_insecure_login: bool = field(default=False, metadata=_key(
         "Accept user-name logins on the None endpoint, where the session is neither signed nor "
         "encrypted. Needs \"None\" in policies.", "false", "true or false"))
+    max_connections: int = field(default=100, metadata=_key(
+        "Most TCP connections served at once; one more is answered with BadMaxConnectionsReached and "
+        "closed.", "100", "integer, 1 to 10000", low=1, high=10000))
+    max_sessions: int = field(default=50, metadata=_key(
+        "Most sessions open at once; one more CreateSession is answered with BadTooManySessions.",
+        "50", "integer, 1 to 10000", low=1, high=10000))
+    hello_timeout_s: float = field(default=0.5, metadata=_key(
+        "A new connection must send its complete Hello within this time, or it is answered with "
+        "BadTimeout and closed.", "0.5", "number, 0.05 to 60 (s)", low=0.05, high=60.0))
     users: tuple[UserEntry, ...] = field(default=(), metadata=_key(
         "The users, one [[security.users]] table each with name, password_hash and role.",
         "none", "user names unique"))
