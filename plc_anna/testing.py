@@ -27,7 +27,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,6 +59,8 @@ class Rig:
     user: str
     password: str
     server: PlcAnnaServer
+    passwords: dict[str, str] = field(default_factory=dict)
+    """The password of every user of the rig (:data:`RIG_USER` and the ``users`` given to :func:`rig`)."""
 
     @property
     def idx(self) -> int:
@@ -76,14 +78,15 @@ class Rig:
         client = Client(self.endpoint, timeout=timeout)
         if user is not None:
             client.set_user(user)
-            client.set_password(self.password if password is None and user == RIG_USER else (password or ""))
+            client.set_password(self.passwords.get(user, "") if password is None else password)
         return client
 
 
 @contextlib.asynccontextmanager
 async def rig(directory: str | Path | None = None, network: str | Network = "digits", device: str = "pcm",
                    seed: int = 0, scan_ms: int = 20, samples_per_scan: int = 64,
-                   compensator_config: CompensatorConfig | None = None, **config: Any) -> AsyncIterator[Rig]:
+                   compensator_config: CompensatorConfig | None = None, users: dict[str, str] | None = None,
+                   **config: Any) -> AsyncIterator[Rig]:
     """Start a test-rig server and yield its :class:`Rig`; stop it on exit.
 
     Parameters
@@ -96,15 +99,21 @@ async def rig(directory: str | Path | None = None, network: str | Network = "dig
         As the server keys of the same names.
     compensator_config
         The compensator's settings.
+    users
+        More users by name and role (``{"otto": "operator", "vera": "viewer"}``), each with a random
+        password in :attr:`Rig.passwords`.
     **config
-        Further server keys (``age_rate``, ``history_period_s``, ``state_store``, ...).
+        Further server keys (``age_rate``, ``history_period_s``, ``state_store``, ...); ``security`` is a
+        dict of ``[security]`` keys laid over the rig's own (``{"max_sessions": 2}``).
     """
-    password = secrets.token_urlsafe(12)
+    roles = {RIG_USER: "engineer", **(users or {})}
+    passwords = {name: secrets.token_urlsafe(12) for name in roles}
     with contextlib.ExitStack() as stack:
         if directory is None:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="plc-anna-rig-"))
         security = {"policies": ["None"], "allow_anonymous": True, "allow_insecure_login": True,
-                    "users": [{"name": RIG_USER, "password_hash": hash_password(password), "role": "engineer"}]}
+                    "users": [{"name": name, "password_hash": hash_password(passwords[name]), "role": role}
+                              for name, role in roles.items()], **config.pop("security", {})}
         settings = {"age_rate": 0.0, **config}
         server_config = ServerConfig(
             config_dir=Path(directory), endpoint=f"opc.tcp://127.0.0.1:{free_port()}/plc-anna", test_rig=True,
@@ -113,7 +122,7 @@ async def rig(directory: str | Path | None = None, network: str | Network = "dig
         server = PlcAnnaServer(server_config, compensator_config,
                                network=None if isinstance(network, str) else network)
         async with server:
-            yield Rig(server_config.endpoint, RIG_USER, password, server)
+            yield Rig(server_config.endpoint, RIG_USER, passwords[RIG_USER], server, passwords)
 
 
 class RunningRig:

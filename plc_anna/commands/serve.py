@@ -28,6 +28,7 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map
     import asyncio
 
     from plc_anna.server.app import PlcAnnaServer
+    from plc_anna.server.certificates import OWN_DIR
     from plc_anna.server.config import ServerConfig, load_server_config
 
     overrides = {k: v for k, v in (("endpoint", endpoint), ("scan_ms", scan_ms), ("test_rig", test_rig),
@@ -44,17 +45,21 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     console = Console()
+    served = PlcAnnaServer(config)
+    config = served.config  # a test rig on loopback offers None to anonymous viewers
     security = config.security
     if not security.users and not security.allow_anonymous:
         console.print("[yellow]no users and no anonymous access are configured: nobody can log in. "
                       "Add \\[\\[security.users]] (see plc-anna hash-password) to the configuration.[/]")
 
     async def run() -> None:
-        async with PlcAnnaServer(config) as server:
+        async with served as server:
             console.print(f"serving {config.network} on {config.endpoint} ({', '.join(security.policies)}), "
                           f"scan {config.scan_ms} ms, state in {config.state_store}"
                           + (f", restored from scan {server.restored_scan}" if server.restored_scan else ""))
-            console.print(f"server certificate: {config.config_dir}; trusted clients: {security.trust_dir}")
+            console.print(f"ApplicationUri {server.server.get_application_uri()}; certificate in "
+                          f"{config.config_dir / OWN_DIR}, trusted clients in {security.trust_dir}, refused ones "
+                          f"kept in {security.rejected_dir}")
             if server.controller is not None:
                 plc = server.controller.tag_map.plc
                 console.print(f"PLC link: {plc.protocol} {plc.endpoint}"

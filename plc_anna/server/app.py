@@ -37,12 +37,14 @@ from plc_anna.drift.states import Event
 from plc_anna.server import nodes as ua_nodes
 from plc_anna.server.config import ServerConfig
 from plc_anna.server.controller import ControllerService
+from plc_anna.server.diagnostics import ServerDiagnostics
 from plc_anna.server.endpoint import EndpointLimits, GuardedServer
 from plc_anna.server.history import enable_history
+from plc_anna.server.identity import Capabilities, publish_identity
 from plc_anna.server.model import load_model, type_node
 from plc_anna.server.runtime import Runtime, Snapshot
 from plc_anna.server.scan import CycleStats, ScanTask
-from plc_anna.server.security import configure_server_security
+from plc_anna.server.security import configure_server_security, loopback_rig_access
 from plc_anna.server.store import StateStore
 from plc_anna.server.writes import WriteGuard, WriteRefused, double_array_check, double_check
 
@@ -62,7 +64,8 @@ class PlcAnnaServer:
     Parameters
     ----------
     config
-        The validated server configuration.
+        The validated server configuration; a test rig on loopback also offers the None policy to
+        anonymous viewers (:func:`~plc_anna.server.security.loopback_rig_access`), :attr:`config` says so.
     compensator_config
         The compensator's settings (default :class:`CompensatorConfig`).
     network
@@ -71,7 +74,7 @@ class PlcAnnaServer:
 
     def __init__(self, config: ServerConfig, compensator_config: CompensatorConfig | None = None,
                  network: Network | None = None) -> None:
-        self.config = config
+        self.config = loopback_rig_access(config)
         self.compensator_config = compensator_config or CompensatorConfig()
         self._network = network
         self.server: GuardedServer | None = None
@@ -80,6 +83,7 @@ class PlcAnnaServer:
         self.scan: ScanTask | None = None
         self.store: StateStore | None = None
         self.controller: ControllerService | None = None
+        self.diagnostics: ServerDiagnostics | None = None
         self.restored_scan: int | None = None
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plc-anna-store")
         self._dirty = False
@@ -146,6 +150,8 @@ class PlcAnnaServer:
         if self.runtime is not None and self.store is not None:
             state, scan = self.runtime.state_dict(), self.runtime.scan
             await asyncio.get_running_loop().run_in_executor(self._store_thread, self.store.save_state, state, scan)
+        if self.diagnostics is not None:
+            await self.diagnostics.stop()
         if self.server is not None:
             await self.server.stop()
             self.server = None
@@ -200,6 +206,12 @@ class PlcAnnaServer:
         server.set_endpoint(config.endpoint)
         server.set_server_name(f"plc-anna {network.name}")
         ruleset = await configure_server_security(server, config)
+        await publish_identity(server, Capabilities(max_sessions=security.max_sessions,
+                                                    max_message_size=server.limits.max_message_size,
+                                                    min_sample_rate_ms=float(config.scan_ms)))
+        self.diagnostics = ServerDiagnostics(server, server.stats, {
+            "certificates": lambda: server.iserver.certificate_validator.refusals,
+            "logins": lambda: server.iserver.user_manager.refusals, "requests": lambda: ruleset.refusals})
         idx = await load_model(server)
         manufacturer = "plc-anna (simulated device)" if config.device_backend == "simulated" else "unknown"
         nameplate = {"Manufacturer": manufacturer, "Model": network.name,
@@ -243,6 +255,7 @@ class PlcAnnaServer:
                       for layer in space.layers for name in HISTORIZED}
         await enable_history(server, self.store, historized)
         await server.start()
+        await self.diagnostics.start()
 
     # ---------------------------------------------------------------- the scan
     def _work(self) -> tuple[Snapshot, dict | None]:

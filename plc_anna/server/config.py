@@ -101,6 +101,10 @@ class SecurityConfig:
         "Directory of trusted client certificates (.der, .pem, .crt or .cer); a client whose "
         "certificate is not there (nor issued by a CA there) is rejected. Relative to config_dir; "
         "created empty on first start.", "\"trusted\"", "a directory path"))
+    rejected_dir: Path = field(default=Path("rejected"), metadata=_key(
+        "Directory where the certificate of every refused client is saved (one .der file each, "
+        "named by subject and thumbprint); move one to trust_dir to trust that client. Relative to "
+        "config_dir; created empty on first start.", "\"rejected\"", "a directory path"))
     allow_insecure_login: bool = field(default=False, metadata=_key(
         "Accept user-name logins on the None endpoint, where the session is neither signed nor "
         "encrypted. Needs \"None\" in policies.", "false", "true or false"))
@@ -144,6 +148,10 @@ class ServerConfig:
         "URL the server listens on. The host is the address it binds to: 127.0.0.1 serves this "
         "machine only; 0.0.0.0 or an interface address opens it to the network.",
         f"\"{DEFAULT_ENDPOINT}\"", "opc.tcp://HOST:PORT[/path]"))
+    application_uri: str = field(default="", metadata=_key(
+        "ApplicationUri of this server instance, also written into its certificate. Empty: "
+        "urn:HOSTNAME:plc-anna:PORT, from this machine's host name and the endpoint's port (a "
+        "certificate made before keeps the URI it names).", "\"\" (derived)", "empty or a URI"))
     scan_ms: int = field(default=10, metadata=_key(
         "Period of the scan task that reads the network, runs the compensator and publishes.",
         "10", "integer, 5 to 10000 (ms)", low=5, high=10000))
@@ -205,12 +213,18 @@ class ServerConfig:
         object.__setattr__(self, "config_dir", config_dir)
         object.__setattr__(self, "state_store", config_dir / self.state_store)
         object.__setattr__(self, "security", dataclasses.replace(
-            security, trust_dir=config_dir / security.trust_dir))
+            security, trust_dir=config_dir / security.trust_dir, rejected_dir=config_dir / security.rejected_dir))
         object.__setattr__(self, "sparkplug", sparkplug_config(self.sparkplug, config_dir))
         if self.state_store.is_dir():
             raise ValueError(f"server key 'state_store': {self.state_store} is a directory, not a file")
-        if self.security.trust_dir.exists() and not self.security.trust_dir.is_dir():
-            raise ValueError(f"server key 'security.trust_dir': {self.security.trust_dir} is not a directory")
+        for key in ("trust_dir", "rejected_dir"):
+            path = getattr(self.security, key)
+            if path.exists() and not path.is_dir():
+                raise ValueError(f"server key 'security.{key}': {path} is not a directory")
+        if self.application_uri and (":" not in self.application_uri or any(c.isspace()
+                                                                            for c in self.application_uri)):
+            raise ValueError(f"server key 'application_uri' must be a URI without spaces (e.g. "
+                             f"urn:line3:plc-anna), got {self.application_uri!r}")
         object.__setattr__(self, "network", _check_network(self.network))
         object.__setattr__(self, "device", _check_device(self.device))
         object.__setattr__(self, "tag_map", _check_tag_map(self.tag_map))
@@ -308,7 +322,7 @@ def _coerce(key: str, f: dataclasses.Field, value: Any) -> Any:
             return value
         raise ValueError(f"server key {key!r} must be a non-empty path string, got {value!r}")
     if kind == "str":
-        if f.name == "tag_map" and value == "":
+        if f.name in ("tag_map", "application_uri") and value == "":
             return value
         if not isinstance(value, str) or not value:
             raise ValueError(f"server key {key!r} must be a non-empty string, got {value!r}")

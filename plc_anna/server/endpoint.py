@@ -43,6 +43,7 @@ import logging
 import socket
 import struct
 import weakref
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,16 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 ACTIVATION_TIMEOUT_S = 10.0
 
 _AFTER_HELLO = {b"OPN": b"F", b"CLO": b"F", b"MSG": b"FCA"}
+_NONE_POLICY = "http://opcfoundation.org/UA/SecurityPolicy#None"
+
+#: The security policy URI of the channel whose frame is being processed (set in the connection's own
+#: task, where asyncua processes the frame); None outside a GuardedServer's request.
+_CHANNEL_POLICY: ContextVar[str | None] = ContextVar("plc_anna_channel_policy", default=None)
+
+
+def channel_is_unsecured() -> bool:
+    """True while a request that came over a None channel is processed (neither signed nor encrypted)."""
+    return _CHANNEL_POLICY.get() == _NONE_POLICY
 
 
 @dataclass(frozen=True)
@@ -280,6 +291,8 @@ class GuardedProtocol(OPCUAProtocol):
         super().data_received(data)
 
     async def _process_one_msg(self, header: Any, buf: Any) -> bool:
+        if self.processor is not None:
+            _CHANNEL_POLICY.set(self.processor._connection.security_policy.URI)
         try:
             return await super()._process_one_msg(header, buf)
         except Exception as exc:  # asyncua would log it and leave the client waiting: answer, then close
@@ -388,4 +401,4 @@ class GuardedServer(Server):
 
 
 __all__ = ["ACTIVATION_TIMEOUT_S", "EndpointLimits", "EndpointStats", "FrameCheck", "GuardedServer", "Refusal",
-           "check_hello", "error_frame", "hello_frame"]
+           "channel_is_unsecured", "check_hello", "error_frame", "hello_frame"]

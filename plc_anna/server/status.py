@@ -15,6 +15,7 @@ from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from plc_anna.drift.states import DriftState
+from plc_anna.server.certificates import certificate_application_uri
 from plc_anna.server.model import NAMESPACE_URI
 
 LAYER_VALUES = ("DriftState", "LayerDistance", "DetectorStatistic", "DetectorThreshold", "Gain", "Offset",
@@ -28,6 +29,9 @@ async def connect(endpoint: str, user: str | None = None, password: str | None =
                   server_certificate: str | None = None, timeout: float = 10) -> AsyncIterator[Client]:
     """A connected client: Basic256Sha256 SignAndEncrypt with a client certificate, else no security.
 
+    Any client certificate will do: the client takes its ApplicationUri from it (the server checks that
+    they match), so the certificate of an HMI or of UaExpert works as well as one made for plc-anna.
+
     Raises
     ------
     ConnectionError
@@ -37,6 +41,7 @@ async def connect(endpoint: str, user: str | None = None, password: str | None =
     if certificate or private_key:
         if not (certificate and private_key):
             raise ValueError("a secure connection needs both the client certificate and its private key")
+        client.application_uri = certificate_application_uri(certificate) or client.application_uri
         await client.set_security(SecurityPolicyBasic256Sha256, certificate, private_key,
                                   server_certificate=server_certificate, mode=ua.MessageSecurityMode.SignAndEncrypt)
     if user is not None:

@@ -46,13 +46,31 @@ class NodeOpcua:
 
     def run(self, script: str, *args: str, timeout: float = 120) -> dict:
         """Run ``tests/nodeopcua/<script>`` with ``args``; its RESULT as a dict (AssertionError on failure)."""
-        env = {**os.environ, "NODE_PATH": str(self.modules)}
         proc = subprocess.run(["node", str(HERE / script), *map(str, args)], capture_output=True, text=True,
-                              timeout=timeout, env=env)
-        results = [line[len("RESULT "):] for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        assert proc.returncode == 0 and results, (
-            f"node {script} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
-        return json.loads(results[-1])
+                              timeout=timeout, env=self._env())
+        return _result(script, proc.returncode, proc.stdout, proc.stderr)
+
+    async def arun(self, script: str, *args: str, timeout: float = 120) -> dict:
+        """:meth:`run` for a test whose server runs on the same event loop (it must keep serving meanwhile)."""
+        import asyncio
+
+        proc = await asyncio.create_subprocess_exec("node", str(HERE / script), *map(str, args), env=self._env(),
+                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            raise
+        return _result(script, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "NODE_PATH": str(self.modules)}
+
+
+def _result(script: str, code: int, stdout: str, stderr: str) -> dict:
+    results = [line[len("RESULT "):] for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert code == 0 and results, f"node {script} exited {code}\nstdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}"
+    return json.loads(results[-1])
 
 
 def install(root: Path | None = None) -> NodeOpcua:

@@ -18,9 +18,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.drift.states import SEVERITY, DriftState, EventKind
 from plc_anna.server.app import PlcAnnaServer
-from plc_anna.server.certificates import CERT_FILE
+from plc_anna.server.certificates import CERT_FILE, OWN_DIR
 from plc_anna.server.config import ServerConfig
 from plc_anna.server.passwords import hash_password
+from plc_anna.server.status import connect, read_status
 from plc_anna.testing import RunningRig, free_port, rig
 from tests.server.support import wait_for
 
@@ -298,7 +299,7 @@ def test_sign_and_encrypt_with_users(tmp_path):
         client = Client(config.endpoint, timeout=10)
         client.application_uri = client_uri
         await client.set_security(SecurityPolicyBasic256Sha256, str(cert_path), str(key_path),
-                                  server_certificate=str(server_dir / CERT_FILE),
+                                  server_certificate=str(server_dir / OWN_DIR / CERT_FILE),
                                   mode=ua.MessageSecurityMode.SignAndEncrypt)
         client.set_user(user)
         client.set_password(f"{user}-pw")
@@ -317,6 +318,9 @@ def test_sign_and_encrypt_with_users(tmp_path):
                 with pytest.raises(ua.uaerrors.BadUserAccessDenied):  # operators do not write configuration
                     await client.get_node(ua.NodeId("Compensator.ScanPeriod", idx)).write_value(
                         ua.Variant(20.0, ua.VariantType.Double))
+            # `plc-anna status --cert` takes the ApplicationUri from the certificate: any client's will do
+            async with connect(config.endpoint, "vera", "vera-pw", str(cert_path), str(key_path)) as client:
+                assert [row["layer"] for row in (await read_status(client))["layers"]] == ["Layer0", "Layer1"]
     run(scenario)
 
 

@@ -19,7 +19,7 @@ from plc_anna.contract.layout import LAYER_TAGS, OPCUA_STYLES, WRITTEN_TAGS
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.contract.tagmap import load_tag_map
-from plc_anna.server.certificates import ensure_server_certificate
+from plc_anna.server.certificates import certificate_application_uri, ensure_server_certificate
 from plc_anna.testing import free_port
 from tests.simulated_plc.support import assert_stopped_cleanly
 
@@ -249,7 +249,7 @@ def test_a_certificate_makes_the_endpoint_sign_and_encrypt_only(tmp_path):
                                      run_cycles=False) as server:
             await server.step()
             client = Client(endpoint, timeout=5)
-            client.application_uri = "urn:plc-anna:server"  # the URI in the client certificate
+            client.application_uri = certificate_application_uri(client_cert)
             await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{client_cert},{client_key}")
             async with client:
                 assert await client.get_node(server.nodeid(0, "PlcHeartbeat")).read_value() == 1
