@@ -12,6 +12,10 @@ Synchronous tests use the pytest fixture ``plc_anna_rig`` (enable it with
 the rig on its own thread and event loop and yields a :class:`RunningRig`
 whose :meth:`RunningRig.run` runs a coroutine function there.
 
+:func:`serve_process` runs ``plc-anna serve --test-rig`` in a process of its
+own instead, for tests that measure the server from outside (its memory and
+descriptors) or kill it.
+
 The rig serves the ``None`` security policy on 127.0.0.1 only, with one
 engineer user (:data:`RIG_USER`), anonymous viewers, test-rig methods, and
 the simulated network's clock stopped (``age_rate = 0``): the test sets the
@@ -23,9 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +186,70 @@ class RunningRig:
         self._loop.close()
 
 
+@dataclass
+class ServeProcess:
+    """A ``plc-anna serve`` process started by :func:`serve_process`."""
+
+    endpoint: str
+    process: subprocess.Popen
+    log: Path
+    """Its stdout and stderr."""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _answers_hello(port: int) -> bool:
+    from plc_anna.server.endpoint import hello_frame
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(hello_frame(f"opc.tcp://127.0.0.1:{port}"))
+            return sock.recv(4) == b"ACKF"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def serve_process(directory: str | Path, *args: str, port: int | None = None, scan_ms: int = 20,
+                  timeout: float = 60.0) -> Iterator[ServeProcess]:
+    """Run ``plc-anna serve --test-rig`` on a loopback port in a process of its own until the block ends.
+
+    The rig offers the None policy to anonymous viewers (loopback). ``args`` are
+    further ``serve`` flags; ``directory`` is its ``--config-dir`` (reuse it, and
+    ``port``, to restart the same server). Ready once its endpoint answers a
+    Hello; stopped with SIGTERM (SIGKILL after ``timeout``) when the block
+    ends, unless it is gone already. RuntimeError, with its log, if it exits
+    before it is ready.
+    """
+    port = port or free_port()
+    endpoint = f"opc.tcp://127.0.0.1:{port}/plc-anna"
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / f"serve-{port}.log"
+    command = [sys.executable, "-m", "cli", "serve", "--test-rig", "--config-dir", str(directory),
+               "--endpoint", endpoint, "--scan-ms", str(scan_ms), *args]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers_hello(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"plc-anna serve did not start (exit code {process.poll()}):\n"
+                                   f"{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        yield ServeProcess(endpoint, process, log)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 def _fixture() -> Any:
     import pytest  # only where the fixture is used: pytest is not a dependency of the package
 
@@ -195,4 +267,5 @@ try:
 except ImportError:  # no pytest here: the async context manager still works
     pass
 
-__all__ = ["NAMESPACE_URI", "RIG_USER", "Rig", "RunningRig", "free_port", "plc_anna_rig", "rig"]
+__all__ = ["NAMESPACE_URI", "RIG_USER", "Rig", "RunningRig", "ServeProcess", "free_port", "plc_anna_rig", "rig",
+           "serve_process"]

@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from plc_anna.commands.bench_endpoint import bench_endpoint
 from plc_anna.commands.bench_link import bench_link
 from plc_anna.commands.common import DEFAULT_AGES, ages_option
 from plc_anna.jsonio import write_json
@@ -189,6 +190,7 @@ def bench_detect(scans, samples_per_scan, seed, quick, json_path, plot_path) -> 
 
 
 bench.add_command(bench_link)
+bench.add_command(bench_endpoint)
 
 
 @bench.command("cycle")

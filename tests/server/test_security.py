@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import re
 import shutil
 import socket
@@ -456,3 +457,18 @@ def test_only_a_test_rig_on_loopback_offers_none_to_anonymous_viewers(tmp_path):
         remote = base.replace(test_rig=True, endpoint=f"opc.tcp://{host}:4840/plc-anna")
         assert loopback_rig_access(remote) == remote
     assert is_loopback("::1") and is_loopback("localhost") and not is_loopback("10.0.0.1")
+
+
+def test_any_client_attaches_to_a_served_test_rig_without_a_pki(tmp_path, node_opcua):
+    """`plc-anna serve --test-rig` on loopback, read by node-opcua anonymously on the None policy (the
+    client presents its own certificate, as UaExpert does; on None it is not checked)."""
+    from plc_anna.testing import serve_process
+
+    with serve_process(tmp_path / "rig") as served:
+        plan = {"endpoint": served.endpoint, "pki": str(tmp_path / "client-pki"),
+                "read": ["nsu=urn:plc-anna:ua;s=AnalogNetwork.Layers.Layer0.DriftState.ValueAsText", "i=2261"]}
+        result = node_opcua.run("client.js", json.dumps(plan))
+    assert result["connected"], result
+    values = result["values"]
+    assert values["i=2261"] == {"status": "Good", "value": "plc-anna OPC UA server"}  # BuildInfo.ProductName
+    assert values["nsu=urn:plc-anna:ua;s=AnalogNetwork.Layers.Layer0.DriftState.ValueAsText"]["status"] == "Good"
