@@ -35,6 +35,8 @@ from plc_anna.device.params import load_device_params
 from plc_anna.contract.tagmap import load_tag_map
 from plc_anna.drift.states import Event
 from plc_anna.server import nodes as ua_nodes
+from plc_anna.server.alarms import NetworkAlarms
+from plc_anna.server.conditions import ConditionServer
 from plc_anna.server.config import ServerConfig
 from plc_anna.server.controller import ControllerService
 from plc_anna.server.diagnostics import ServerDiagnostics
@@ -52,9 +54,6 @@ logger = logging.getLogger(__name__)
 
 #: The state is saved at least this often even when nothing happens (scan counters, age).
 STATE_PERIOD_S = 60.0
-#: At most one scan-overrun alarm per this many seconds (each one carries the count).
-OVERRUN_ALARM_INTERVAL_S = 10.0
-OVERRUN_SEVERITY = 500
 HISTORIZED = ("LayerDistance", "DriftState", "Gain", "Offset")
 
 
@@ -88,9 +87,8 @@ class PlcAnnaServer:
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plc-anna-store")
         self._dirty = False
         self._last_save = self._last_history = -float("inf")
-        self._last_overrun_alarm = -float("inf")
         self._drift_events: Any = None
-        self._alarm_generator: Any = None
+        self.alarms: NetworkAlarms | None = None
         #: The newest published snapshot (None before the first scan): what the Sparkplug edge node reads.
         self.latest: Snapshot | None = None
         self.edge_node: Any = None
@@ -243,9 +241,10 @@ class PlcAnnaServer:
         # asyncua delivers an event only to subscriptions on the node that emits it: emit from the Server
         # object, where SCADA clients subscribe, and name the layer or compensator as the source.
         self._drift_events = await server.get_event_generator(event_type, ua.ObjectIds.Server)
-        self._alarm_generator = await server.get_event_generator(ua.ObjectIds.SystemEventType, ua.ObjectIds.Server)
-        self._alarm_generator.event.SourceNode = space.compensator.nodeid
-        self._alarm_generator.event.SourceName = "Compensator"
+        conditions = await ConditionServer.install(server, ruleset)
+        self.alarms = await NetworkAlarms.create(conditions, space, self.compensator_config.maintenance_horizon_s)
+        if self.controller is not None:
+            self.controller.on_link_event = self.alarms.link_event
         if self.controller is None:
             await space.link_members["Protocol"].write_value("none")
             await space.link_members["Endpoint"].write_value("")
@@ -275,6 +274,7 @@ class PlcAnnaServer:
             self.controller.after_scan(snapshot)
         for event in snapshot.events:
             await self._fire(event)
+        await self.alarms.after_scan(snapshot)
         now = time.monotonic()
         history = None
         if snapshot.events or now - self._last_history >= self.config.history_period_s:
@@ -306,14 +306,7 @@ class PlcAnnaServer:
         await generator.trigger(message=f"Layer{event.layer} {event.kind.value}: {event.message}")
 
     async def _on_overrun(self, overruns: int) -> None:
-        now = time.monotonic()
-        if now - self._last_overrun_alarm < OVERRUN_ALARM_INTERVAL_S:
-            return
-        self._last_overrun_alarm = now
-        self._alarm_generator.event.Severity = OVERRUN_SEVERITY
-        await self._alarm_generator.trigger(
-            message=f"scan overrun: a cycle ended after the next deadline ({overruns} overruns so far, "
-                    f"scan period {self.scan.period_s * 1e3:g} ms)")
+        await self.alarms.overrun(overruns, self.scan.period_s * 1e3)
 
     # ---------------------------------------------------------------- commands
     async def command(self, fn: Any, *args: Any) -> None:

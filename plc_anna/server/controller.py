@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from asyncua import Server, ua
@@ -55,6 +56,8 @@ class ControllerService:
         self._generator = None
         self._server: Server | None = None
         self._space: AddressSpace | None = None
+        #: Awaited with every link event after it is sent (the server's LinkLost alarm).
+        self.on_link_event: Callable[[LinkEvent], Awaitable[None]] | None = None
 
     async def start(self, server: Server, space: AddressSpace) -> None:
         """Show the link's settings, prepare its events and start its task."""
@@ -113,6 +116,8 @@ class ControllerService:
             self._generator.event.Severity = event.severity
             try:
                 await self._generator.trigger(message=f"PLC link {event.kind}: {event.message}")
+                if self.on_link_event is not None:
+                    await self.on_link_event(event)
             except Exception:  # an event that cannot be sent must not stop the link
                 logger.exception("could not send the link event %s", event.kind)
 

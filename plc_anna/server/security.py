@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,8 +72,8 @@ class Role(str, Enum):
 
 
 #: What each role may do, the one table :func:`may` and ``docs/server-config.md`` show.
-#: ``read``: read, browse, subscribe, read history. ``call_operation``: Calibrate, Commit,
-#: Rollback, ResetReference. ``write_configuration``: write configuration variables.
+#: ``read``: read, browse, subscribe, read history, ConditionRefresh. ``call_operation``: Calibrate,
+#: Commit, Rollback, ResetReference, acknowledge an alarm. ``write_configuration``: write configuration variables.
 #: ``call_test_rig``: the simulated device's test-rig methods (``test_rig = true``).
 PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.VIEWER: frozenset({"read"}),
@@ -248,6 +249,20 @@ _READ_REQUESTS = frozenset(
 
 Classifier = Callable[[ua.NodeId], "str | None"]
 
+#: The session user of the request being processed. asyncua does not tell a method handler who
+#: called it; :class:`RoleRuleset` sets this before each request it checks, in the connection's own
+#: task, where asyncua then runs the request: a handler reads it with :func:`caller_name`.
+_CALLER: ContextVar[Any] = ContextVar("plc_anna_caller", default=None)
+
+
+def caller_name() -> str:
+    """Who sent the request being processed: the user name, ``anonymous``, or ``""`` outside a request."""
+    user = _CALLER.get()
+    if user is None:
+        return ""
+    return getattr(user, "name", None) or "anonymous"
+
+
 class RoleRuleset(PermissionRuleset):
     """asyncua permission ruleset that applies :func:`may` to every request of a session.
 
@@ -305,6 +320,7 @@ class RoleRuleset(PermissionRuleset):
         return self._calls.get(method_id) or (self._call_fn(method_id) if self._call_fn else None)
 
     def check_validity(self, user: Any, action_type_id: ua.NodeId, body: Any) -> bool:
+        _CALLER.set(user)
         role = role_of(user)
         if role is None or (action_type_id in _READ_REQUESTS and not may(role, "read")):
             self.refusals += 1

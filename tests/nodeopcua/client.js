@@ -59,11 +59,16 @@ async function alarms(session, plan) {
   for (const name of plan.acknowledge || []) {
     const latest = events.filter((e) => e.ConditionName === name && e.EventId).pop();
     if (!latest) { acknowledged[name] = "no event"; continue; }
-    const result = await session.call({ objectId: latest.ConditionId,
-      methodId: resolveNodeId("AcknowledgeableConditionType_Acknowledge"),
-      inputArguments: [{ dataType: opcua.DataType.ByteString, value: latest.EventId },
-                       { dataType: opcua.DataType.LocalizedText, value: { text: plan.comment || "" } }] });
-    acknowledged[name] = result.statusCode.name;
+    try {
+      const result = await session.call({ objectId: latest.ConditionId,
+        methodId: resolveNodeId("AcknowledgeableConditionType_Acknowledge"),
+        inputArguments: [{ dataType: opcua.DataType.ByteString, value: latest.EventId },
+                         { dataType: opcua.DataType.LocalizedText, value: { text: plan.comment || "" } }] });
+      acknowledged[name] = result.statusCode.name;
+    } catch (err) {  // a refused request is a service fault: node-opcua throws it
+      const match = /(Bad[A-Za-z]+)/.exec(`${err.message || err}`);
+      acknowledged[name] = match ? match[1] : `${err.message || err}`;
+    }
   }
   await new Promise((resolve) => setTimeout(resolve, 500));
   await subscription.terminate();
