@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 #: The state is saved at least this often even when nothing happens (scan counters, age).
 STATE_PERIOD_S = 60.0
 HISTORIZED = ("LayerDistance", "DriftState", "Gain", "Offset")
+#: The state store's counter that holds the end of the commit counters reserved (Runtime.resume_counters).
+COMMIT_COUNTER = "commit_counter"
 
 
 class PlcAnnaServer:
@@ -111,7 +113,8 @@ class PlcAnnaServer:
             tag_map.check_network([(layer.n_in, layer.n_out) for layer in network.layers])
             self.controller = ControllerService(tag_map, net, config.scan_ms / 1000.0)
         self.runtime = Runtime(net, self.compensator_config, samples_per_scan=config.samples_per_scan,
-                               age_rate=config.age_rate, seed=config.seed)
+                               age_rate=config.age_rate, seed=config.seed,
+                               reserve_counters=lambda mark: self.store.save_counter(COMMIT_COUNTER, mark))
         config.config_dir.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(config.state_store, retention_s=config.history_retention_days * 86400.0)
         try:
@@ -186,12 +189,14 @@ class PlcAnnaServer:
     def _restore(self) -> None:
         entry = self.store.load_state_entry()
         if entry is None:
+            self.runtime.resume_counters(self.store.load_counter(COMMIT_COUNTER))
             return
         try:
             self.runtime.load_state_dict(entry.state)
         except ValueError as exc:
             raise ValueError(f"{self.store.path} holds a saved state this server cannot take ({exc}); it is left "
                              "untouched: point state_store at another file to start afresh") from None
+        self.runtime.resume_counters(self.store.load_counter(COMMIT_COUNTER))
         self.restored_scan = entry.scan
         logger.info("restored the state of scan %d from %s", entry.scan, self.store.path)
 

@@ -1,9 +1,12 @@
 """One SQLite file for the server: the compensator's state, restored at start, and a history of values.
 
-Two tables. ``state`` holds the JSON of the newest few
+Three tables. ``state`` holds the JSON of the newest few
 :meth:`~plc_anna.compensator.Compensator.state_dict` results, each with the
 scan number and wall time it was saved at; ``history`` holds historized
-values as ``(time_s, name, JSON value)`` rows, pruned to a retention window.
+values as ``(time_s, name, JSON value)`` rows, pruned to a retention window;
+``counters`` holds named integers that must survive any crash (the commit
+counter's reservation, :meth:`StateStore.save_counter`). A store of schema
+version 1 (without ``counters``) is upgraded in place when opened.
 The file is marked as plc-anna's with ``PRAGMA application_id`` and carries
 its schema version in ``PRAGMA user_version``; any other file is refused,
 never overwritten.
@@ -48,21 +51,27 @@ logger = logging.getLogger(__name__)
 #: ``PRAGMA application_id`` of a plc-anna store (ASCII "plca").
 APPLICATION_ID = 0x706C6361
 #: ``PRAGMA user_version`` of the schema this module writes and reads.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: :meth:`StateStore.append_history` applies the retention at most this often, in its ``time_s``.
 RETENTION_INTERVAL_S = 60.0
 
 _MAGIC = b"SQLite format 3\x00"
-_TABLES = ("history", "state")
+_TABLES = ("counters", "history", "state")
+_COUNTERS = "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
 _SCHEMA = (
     "CREATE TABLE state (id INTEGER PRIMARY KEY, scan INTEGER NOT NULL, wall_time_s REAL NOT NULL, "
     "data TEXT NOT NULL)",
     "CREATE TABLE history (time_s REAL NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL)",
     "CREATE INDEX history_by_name ON history (name, time_s)",
     "CREATE INDEX history_by_time ON history (time_s)",
+    _COUNTERS,
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+
+
+#: Version 1 -> 2: the counters table.
+_UPGRADE_1 = (_COUNTERS, f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class SavedState(NamedTuple):
@@ -116,15 +125,15 @@ def _open(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise ValueError(f"cannot open the state store {path}: {exc}") from None
     try:
-        fresh = not _check_schema(conn, path)
+        schema = _check_schema(conn, path)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise ValueError(f"{path}: the file system does not support a WAL journal (got {mode!r})")
-        if fresh:  # create the schema in one transaction
+        if schema != "current":  # create or upgrade the schema in one transaction
             conn.execute("BEGIN IMMEDIATE")
-            if not _check_schema(conn, path):  # another process may have created it meanwhile
-                for statement in _SCHEMA:
-                    conn.execute(statement)
+            schema = _check_schema(conn, path)  # another process may have done it meanwhile
+            for statement in {"empty": _SCHEMA, "version 1": _UPGRADE_1}.get(schema, ()):
+                conn.execute(statement)
             conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         conn.close()
@@ -135,18 +144,21 @@ def _open(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _check_schema(conn: sqlite3.Connection, path: Path) -> bool:
-    """True for a plc-anna store of this schema, False for an empty database; ValueError otherwise."""
+def _check_schema(conn: sqlite3.Connection, path: Path) -> str:
+    """``"current"`` for a plc-anna store of this schema, ``"version 1"`` for one to upgrade, ``"empty"`` for
+    an empty database; ValueError otherwise."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    if app_id == APPLICATION_ID and version == 1 and tables == ["history", "state"]:
+        return "version 1"
     if app_id == APPLICATION_ID and version != SCHEMA_VERSION:
         raise ValueError(f"{path} is a plc-anna store of schema version {version}; this plc-anna reads "
-                         f"version {SCHEMA_VERSION} (left unchanged)")
+                         f"versions 1 and {SCHEMA_VERSION} (left unchanged)")
     if app_id == APPLICATION_ID and tables == list(_TABLES):
-        return True
+        return "current"
     if app_id == 0 and version == 0 and not tables:
-        return False
+        return "empty"
     raise ValueError(f"{path} is a SQLite database of another application or schema (application_id "
                      f"{app_id}, user_version {version}, tables {tables}): refusing to use it (left unchanged)")
 
@@ -267,6 +279,25 @@ class StateStore:
         if rows:
             logger.warning("%s: none of the %d saved states is readable", self.path, len(rows))
         return None
+
+    def save_counter(self, name: str, value: int) -> None:
+        """Store ``value`` as counter ``name`` durably: on disk (fsync) before this returns.
+
+        For a value that must never go backwards across a crash, such as the
+        end of the block of commit counters a server may hand out.
+        """
+        value = operator.index(value)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a counter name must be a non-empty string, got {name!r}")
+        with self._write("FULL") as conn:
+            conn.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def load_counter(self, name: str) -> int | None:
+        """The counter ``name`` as last saved, or None if it never was."""
+        with self._lock:
+            row = self._connection().execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
 
     def load_state(self) -> dict | None:
         """The newest readable saved state (see :meth:`load_state_entry`); None for a store without one."""

@@ -21,8 +21,9 @@ from plc_anna.server.app import PlcAnnaServer
 from plc_anna.server.certificates import CERT_FILE, OWN_DIR
 from plc_anna.server.config import ServerConfig
 from plc_anna.server.passwords import hash_password
+from plc_anna.server.runtime import COUNTER_BLOCK
 from plc_anna.server.status import connect, read_status
-from plc_anna.testing import RunningRig, free_port, rig
+from plc_anna.testing import RunningRig, free_port, rig, serve_process
 from tests.server.support import wait_for
 
 FAST = CompensatorConfig(calibration_samples=1024, estimate_samples=512, holdout_samples=256)
@@ -217,7 +218,8 @@ def test_a_restart_restores_the_state(tmp_path):
     saved = run(first)
     restored_scan, runtime = run(second)
     assert restored_scan is not None and restored_scan >= saved["scan"]
-    assert runtime.commit_counter == saved["commit_counter"]
+    # the counter continues after the block reserved before the stop, never at or below what was published
+    assert runtime.commit_counter == 1 + COUNTER_BLOCK > saved["commit_counter"]
     assert runtime.net.age_s >= 3600.0
     good = runtime.compensator.layers[1].last_good()[0]
     assert np.allclose(good, 1.2)
@@ -311,3 +313,36 @@ def test_the_running_rig_reports_a_failed_start(tmp_path):
     (tmp_path / "state.sqlite").write_text("not a database")
     with pytest.raises(ValueError), RunningRig(directory=Path(tmp_path)):
         pass
+
+
+def test_the_commit_counter_never_goes_back_across_kill_9(tmp_path):
+    """`plc-anna serve` killed with SIGKILL while its correction ramps (the counter moves every scan, the
+    state is saved at events only): the restarted server publishes a counter above every one seen before."""
+    import os
+    import signal
+
+    config = tmp_path / "rig.toml"  # slow scans: the ramp lasts about a second, long enough to kill it midway
+    config.write_text('scan_ms = 100\nsamples_per_scan = 128\nnetwork = "digits"\n')
+    port = free_port()
+
+    async def watch(endpoint, until):
+        """Read the counter every 20 ms; the values seen, until ``until(values)`` holds."""
+        seen = []
+        async with Client(endpoint, timeout=10) as client:
+            idx = await client.get_namespace_index("urn:plc-anna:ua")
+            counter = client.get_node(ua.NodeId("ControllerLink.CommitCounter", idx))
+            while not until(seen):
+                value = await counter.read_value()
+                if not seen or value != seen[-1]:
+                    seen.append(value)
+                await asyncio.sleep(0.02)
+        return seen
+
+    with serve_process(tmp_path / "server", "--config", str(config), port=port) as served:
+        before = asyncio.run(asyncio.wait_for(watch(served.endpoint, lambda v: len(v) >= 3), 120))
+        os.kill(served.pid, signal.SIGKILL)  # mid-ramp: the counter moved twice since the state was saved
+        served.process.wait()
+    assert before == sorted(before) and before[0] == 0
+    with serve_process(tmp_path / "server", "--config", str(config), port=port) as served:
+        after = asyncio.run(asyncio.wait_for(watch(served.endpoint, lambda v: len(v) >= 1), 60))
+    assert after[0] > before[-1], (before, after)

@@ -167,6 +167,26 @@ def test_reopening_keeps_states_and_history(tmp_path):
     assert raw(tmp_path / "s.db", "PRAGMA journal_mode") == [("wal",)]
 
 
+def test_counters_are_durable_and_a_version_1_store_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "v1.db"  # a store as schema version 1 wrote it: no counters table
+    for statement in ("CREATE TABLE state (id INTEGER PRIMARY KEY, scan INTEGER NOT NULL, wall_time_s REAL NOT "
+                      "NULL, data TEXT NOT NULL)",
+                      "CREATE TABLE history (time_s REAL NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL)",
+                      "INSERT INTO state (scan, wall_time_s, data) VALUES (9, 1.0, '{\"k\": 1}')",
+                      f"PRAGMA application_id = {APPLICATION_ID}", "PRAGMA user_version = 1"):
+        raw(path, statement)
+    with StateStore(path) as store:
+        assert store.load_state_entry()[:1] == (9,) and store.load_state() == {"k": 1}  # nothing lost
+        assert store.load_counter("commit_counter") is None
+        store.save_counter("commit_counter", 1000)
+        store.save_counter("commit_counter", 2000)
+        with pytest.raises(ValueError, match="counter name"):
+            store.save_counter("", 1)
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(2,)]
+    with StateStore(path) as store:
+        assert store.load_counter("commit_counter") == 2000
+
+
 def test_an_empty_file_becomes_a_store(tmp_path):
     (tmp_path / "empty.db").write_bytes(b"")
     with StateStore(tmp_path / "empty.db") as store:
