@@ -134,6 +134,14 @@ def test_serve_runs_until_sigterm_and_saves_the_state(tmp_path):
             time.sleep(0.5)
         assert status.returncode == 0, status.stderr
         assert "Layer0" in status.stdout and "Layer1" in status.stdout and "overruns" in status.stdout
+        assert "PLC link: none configured" in status.stdout
+        as_json = subprocess.run([shutil.which("plc-anna"), "status", endpoint, "--json"], capture_output=True,
+                                 text=True, check=True)
+        doc = json.loads(as_json.stdout)  # one document, nothing else on stdout
+        assert doc["endpoint"] == endpoint and [row["layer"] for row in doc["layers"]] == ["Layer0", "Layer1"]
+        assert {"state", "state_reason", "coverage", "distance", "samples"} <= set(doc["layers"][0])
+        assert doc["link"]["protocol"] == "none" and doc["link"]["connected"] is False
+        assert doc["diagnostics"]["ScanPeriod"] == 20.0
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:

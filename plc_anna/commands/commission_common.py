@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from plc_anna import commission as steps
-from plc_anna.jsonio import write_json
+from plc_anna.jsonio import json_ready, write_json
 from plc_anna.plc.transport import LinkError
 
 #: Errors a step raises for a PLC, a file or a value that is not as it should be (not a bug): one line, exit 1.
@@ -68,17 +67,6 @@ class Output:
             return asyncio.run(coroutine)
         except EXPECTED as exc:
             raise self.fail(str(exc)) from None
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with NaN and infinities as null (a PLC may deliver them; JSON has no such numbers)."""
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def common_options(target: str) -> Callable[[Callable], Callable]:

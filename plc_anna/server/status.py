@@ -19,8 +19,9 @@ from plc_anna.server.certificates import certificate_application_uri
 from plc_anna.server.model import NAMESPACE_URI
 
 LAYER_VALUES = ("DriftState", "LayerDistance", "DetectorStatistic", "DetectorThreshold", "Gain", "Offset",
-                "SampleCount")
+                "SampleCount", "StateReason", "Coverage")
 DIAGNOSTIC_VALUES = ("ScanPeriod", "LastCycleTime", "P99CycleTime", "MaxCycleTime", "DeadlineLateness", "Overruns")
+LINK_VALUES = ("Protocol", "Endpoint", "Connected", "LastError", "CommitCounter", "Heartbeat")
 
 
 @asynccontextmanager
@@ -66,16 +67,19 @@ async def connect(endpoint: str, user: str | None = None, password: str | None =
 
 
 async def read_status(client: Client) -> dict[str, Any]:
-    """The network's age and temperature, every layer's state and correction, the scan diagnostics."""
+    """The network's age and temperature, every layer's state, why, and correction, the PLC link, the scan
+    diagnostics (NaN where a value is not known yet)."""
     idx = await client.get_namespace_index(NAMESPACE_URI)
     network = await client.nodes.objects.get_child(f"{idx}:AnalogNetwork")
     compensator = await client.nodes.objects.get_child(f"{idx}:Compensator")
+    link = await client.nodes.objects.get_child(f"{idx}:ControllerLink")
     layers_folder = await network.get_child(f"{idx}:Layers")
     layer_objects = sorted(await layers_folder.get_children(), key=lambda n: str(n.nodeid.Identifier))
     nodes = [await network.get_child(f"{idx}:Age"), await network.get_child(f"{idx}:Temperature")]
     for layer in layer_objects:
         nodes += [await layer.get_child(f"{idx}:{name}") for name in LAYER_VALUES]
     nodes += [await compensator.get_child(f"{idx}:{name}") for name in DIAGNOSTIC_VALUES]
+    nodes += [await link.get_child(f"{idx}:{name}") for name in LINK_VALUES]
     values = await client.read_values(nodes)
     age, temperature = values[:2]
     rows, k = [], 2
@@ -88,9 +92,15 @@ async def read_status(client: Client) -> dict[str, Any]:
                      "distance": _number(named["LayerDistance"]), "statistic": _number(named["DetectorStatistic"]),
                      "threshold": _number(named["DetectorThreshold"]),
                      "gain_min": min(gain) if gain else math.nan, "gain_max": max(gain) if gain else math.nan,
-                     "columns": len(gain), "samples": int(named["SampleCount"] or 0)})
-    diagnostics = {name: _number(v) for name, v in zip(DIAGNOSTIC_VALUES, values[k:])}
-    return {"age_s": _number(age), "temperature_k": _number(temperature), "layers": rows, "diagnostics": diagnostics}
+                     "columns": len(gain), "samples": int(named["SampleCount"] or 0),
+                     "state_reason": named["StateReason"] or "", "coverage": _number(named["Coverage"])})
+    diagnostics = {name: _number(v) for name, v in zip(DIAGNOSTIC_VALUES, values[k:k + len(DIAGNOSTIC_VALUES)])}
+    k += len(DIAGNOSTIC_VALUES)
+    protocol, plc, connected, error, counter, beat = values[k:k + len(LINK_VALUES)]
+    link_status = {"protocol": protocol, "endpoint": plc, "connected": bool(connected), "last_error": error or "",
+                   "commit_counter": int(counter or 0), "heartbeat": int(beat or 0)}
+    return {"age_s": _number(age), "temperature_k": _number(temperature), "layers": rows, "link": link_status,
+            "diagnostics": diagnostics}
 
 
 def _number(value: Any) -> float:

@@ -10,6 +10,7 @@ from asyncua import ua
 
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.simulated import SimulatedNetwork
+from plc_anna.server.status import read_status
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.contract.tagmap import tag_map_to_toml
@@ -47,6 +48,8 @@ def test_a_plc_observed_network_is_compensated_and_the_link_is_shown(tmp_path):
                     assert await link["Endpoint"].read_value() == endpoint
                     assert await wait_for(lambda: link["Connected"].read_value())
                     assert await link["LastError"].read_value() == ""
+                    shown = (await read_status(client))["link"]        # what `plc-anna status` shows
+                    assert (shown["protocol"], shown["endpoint"], shown["connected"]) == ("opcua", endpoint, True)
                     samples = client.get_node(r.nodeid("AnalogNetwork.Layers.Layer2.SampleCount"))
                     assert await wait_for(lambda: _positive(samples))      # the PLC's samples reach the compensator
                     age = await client.get_node(r.nodeid("AnalogNetwork.Age")).read_value()
