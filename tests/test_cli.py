@@ -161,6 +161,54 @@ def test_serve_and_status_errors(runner, tmp_path):
 
     result = runner.invoke(main, ["status", f"opc.tcp://127.0.0.1:{free_port()}", "--once"])
     assert result.exit_code == 1 and "cannot reach" in result.output
+    import socket
+
+    with socket.socket() as busy:  # the port is taken: the same line and exit code as plc-sim's
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        endpoint = f"opc.tcp://127.0.0.1:{busy.getsockname()[1]}/plc-anna"
+        result = runner.invoke(main, ["serve", "--config-dir", str(tmp_path / "srv"), "--endpoint", endpoint])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"Error: cannot listen on {endpoint}: address already in use"
+
+
+def test_logging_options(runner, tmp_path):
+    """--log-file, --log-level, --quiet, and UTC timestamps in every line."""
+    import logging
+    import re
+
+    log = tmp_path / "plc-anna.log"
+    config = tmp_path / "broken.toml"
+    config.write_text("scan_ms = 1\n")
+    root = logging.getLogger()
+    handlers, levels = list(root.handlers), {name: logging.getLogger(name).level for name in ("plc_anna", "asyncua")}
+    try:
+        result = runner.invoke(main, ["--log-file", str(log), "--log-level", "info", "serve", "--config",
+                                      str(config)])
+        assert result.exit_code == 1
+        logging.getLogger("plc_anna.test").info("link lost")
+        for handler in root.handlers:
+            handler.flush()
+        line = log.read_text().splitlines()[-1]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO plc_anna\.test: link lost", line), line
+        assert logging.getLogger("plc_anna").level == logging.INFO
+        assert runner.invoke(main, ["--quiet", "hash-password"], input="a\na\n").exit_code == 0
+        assert logging.getLogger("plc_anna").level == logging.ERROR
+    finally:
+        for handler in set(root.handlers) - set(handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    from plc_anna.testing import free_port
+
+    quiet = runner.invoke(main, ["--quiet", "plc-sim", "--endpoint", f"opc.tcp://127.0.0.1:{free_port()}",
+                                 "--duration", "0.1"])
+    assert quiet.exit_code == 0 and quiet.output == ""  # no start-up lines
+    result = runner.invoke(main, ["--quiet", "-v", "hash-password"])
+    assert result.exit_code == 2 and "--quiet does not go with -v" in result.output
+    result = runner.invoke(main, ["--log-file", str(tmp_path / "no" / "such" / "dir.log"), "hash-password"])
+    assert result.exit_code == 2 and "cannot open the log file" in result.output
 
 
 def test_a_killed_server_restarts_from_its_last_saved_state(tmp_path):

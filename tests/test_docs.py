@@ -39,3 +39,25 @@ def test_the_commissioning_server_configuration_is_complete(tmp_path, monkeypatc
     config = load_server_config(tmp_path / "server.toml")
     assert config.device_backend == "plc" and Path(config.tag_map).resolve() == tmp_path / "plc.toml"
     assert config.state_store == tmp_path / "state.sqlite"
+
+
+def test_the_systemd_unit_runs_a_plc_anna_command_line(tmp_path):
+    """The unit in docs/server.md: a valid INI whose ExecStart is plc-anna's own command line."""
+    import configparser
+    import shlex
+
+    from cli import main
+
+    text = (ROOT / "docs" / "server.md").read_text()
+    unit = next(block for block in re.findall(r"```ini\n(.*?)```", text, flags=re.S) if "[Service]" in block)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(unit)
+    assert set(parser.sections()) == {"Unit", "Service", "Install"}
+    argv = shlex.split(parser["Service"]["ExecStart"])
+    assert argv[0].endswith("/plc-anna") and parser["Service"]["KillSignal"] == "SIGTERM"
+    assert argv[-2:] == ["--config", "/srv/plc-anna/server.toml"]
+    (tmp_path / "server.toml").write_text("")  # --config must name an existing file
+    argv[-1] = str(tmp_path / "server.toml")
+    at = argv.index("serve")
+    ctx = main.make_context("plc-anna", argv[1:at + 1])  # the group's options parse ...
+    main.commands["serve"].make_context("serve", argv[at + 1:], parent=ctx)  # ... and so do serve's

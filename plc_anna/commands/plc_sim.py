@@ -15,17 +15,12 @@ from pathlib import Path
 
 import click
 
+from plc_anna.commands.common import EndpointUnavailable, quiet
 from plc_anna.simulated_plc.program import PASSWORD_ENV
 
 DEFAULT_ENDPOINTS = {"opcua": "opc.tcp://127.0.0.1:4841", "modbus": "modbus://127.0.0.1:5020"}
 #: The network starts as freshly programmed, one minute old (as ``plc-anna serve`` starts it).
 START_AGE_S = 60.0
-
-
-class EndpointInUse(click.ClickException):
-    """The endpoint cannot be listened on (in use, or not permitted): exit code 2."""
-
-    exit_code = 2
 
 
 @click.command("plc-sim")
@@ -90,18 +85,20 @@ def plc_sim(protocol: str, target: str, endpoint: str | None, net: str, device: 
                     Path(tag_map_out).write_text(tag_map_to_toml(tag_map))
                 except OSError as exc:
                     raise click.ClickException(f"cannot write the tag map {tag_map_out}: {exc}") from None
-            click.echo(f"simulated PLC: {network.network.name} on {device} (seed {seed}), "
-                       f"{plc.n_layers} layers corrected, cycle {cycle_ms:g} ms, listening on {endpoint}")
-            click.echo(f"tags: {_where(protocol, server)}")
-            if tag_map_out:
-                click.echo(f"tag map: {tag_map_out}")
+            if not quiet():
+                click.echo(f"simulated PLC: {network.network.name} on {device} (seed {seed}), "
+                           f"{plc.n_layers} layers corrected, cycle {cycle_ms:g} ms, listening on {endpoint}")
+                click.echo(f"tags: {_where(protocol, server)}")
+                if tag_map_out:
+                    click.echo(f"tag map: {tag_map_out}")
             await _until_stopped(duration)
 
     try:
         asyncio.run(run())
     except OSError as exc:
-        raise EndpointInUse(exc.strerror or str(exc)) from None
-    click.echo(f"stopped after {plc.cycles} cycles ({server.overruns} skipped deadlines)")
+        raise EndpointUnavailable(endpoint, exc) from None
+    if not quiet():
+        click.echo(f"stopped after {plc.cycles} cycles ({server.overruns} skipped deadlines)")
 
 
 def _where(protocol: str, server) -> str:

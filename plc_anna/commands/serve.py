@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
+from plc_anna.commands.common import LISTEN_ERRNOS, EndpointUnavailable, quiet
+
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
@@ -44,7 +46,7 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map
         config = config.replace(**overrides)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    console = Console()
+    console = Console(quiet=quiet())
     served = PlcAnnaServer(config)
     config = served.config  # a test rig on loopback offers None to anonymous viewers
     security = config.security
@@ -68,6 +70,10 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map
 
     try:
         asyncio.run(run())
-    except (ValueError, OSError) as exc:
+    except OSError as exc:
+        if exc.errno in LISTEN_ERRNOS:
+            raise EndpointUnavailable(config.endpoint, exc) from None
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     console.print("stopped; state saved")
