@@ -9,7 +9,7 @@ its own; the clients here are raw sockets and one asyncua client.
   or a truncated Hello. Each one's outcome: the Error message the server
   answered, whether and how soon it closed the connection
   (``close_s``: from the last byte sent to the end of the stream).
-- **Fuzz**: ``messages`` payloads from :func:`fuzz_payloads` (seeded):
+- **Fuzz**: ``messages`` payloads from :func:`~plc_anna.bench.fuzz.fuzz_payloads` (seeded):
   random bytes, valid Hellos with mutated fields, truncated Hellos, and a
   valid Hello followed by a mutated OpenSecureChannel or by a valid channel
   and a mutated request (``fuzz_channel``, which opens the channel first).
@@ -42,8 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
-import struct
 import tempfile
 import time
 from collections import Counter
@@ -53,13 +51,12 @@ from pathlib import Path
 from typing import Any
 
 from plc_anna.bench.cycle import machine, percentiles_ms
+from plc_anna.bench.fuzz import client_channel, fuzz_payloads, garbage_payloads, open_channel_request
 
 #: The issue's targets.
 STORM_CONNECTIONS, FUZZ_MESSAGES = 500, 10_000
 CLOSE_WITHIN_S, READ_WITHIN_S, RSS_GROWTH = 1.0, 1.0, 0.05
 
-GARBAGE_KINDS = ("random", "http", "tls", "truncated_hello")
-FUZZ_KINDS = ("random", "hello", "truncated_hello", "open_channel", "request")
 
 
 @dataclass(frozen=True)
@@ -72,118 +69,6 @@ class Outcome:
     closed: bool
     close_s: float | None
     """From the payload sent to the server's close; None if it did not close within the wait."""
-
-
-# ---------------------------------------------------------------- payloads
-
-def _client_channel() -> Any:
-    """The client side of a None secure channel, asyncua's own (it frames and numbers the messages)."""
-    from asyncua.common.connection import SecureConnection, TransportLimits
-    from asyncua.crypto.security_policies import SecurityPolicyNone
-
-    return SecureConnection(SecurityPolicyNone(), TransportLimits())
-
-
-def _open_channel_request(channel: Any = None) -> bytes:
-    """A valid OpenSecureChannel request for the None policy, framed as asyncua's client frames it."""
-    from asyncua import ua
-    from asyncua.ua.ua_binary import struct_to_binary
-
-    request = ua.OpenSecureChannelRequest()
-    request.Parameters.ClientProtocolVersion = 0
-    request.Parameters.RequestType = ua.SecurityTokenRequestType.Issue
-    request.Parameters.SecurityMode = ua.MessageSecurityMode.None_
-    request.Parameters.RequestedLifetime = 3_600_000
-    return (channel or _client_channel()).message_to_binary(
-        struct_to_binary(request), message_type=ua.MessageType.SecureOpen, request_id=1)
-
-
-def _requests() -> list[Any]:
-    from asyncua import ua
-
-    read = ua.ReadRequest()
-    read.Parameters.NodesToRead = [ua.ReadValueId(NodeId=ua.NodeId(2259), AttributeId=ua.AttributeIds.Value)]
-    browse = ua.BrowseRequest()
-    browse.Parameters.NodesToBrowse = [ua.BrowseDescription(NodeId=ua.NodeId(85))]
-    session = ua.CreateSessionRequest()
-    session.Parameters.ClientDescription.ApplicationUri = "urn:plc-anna:fuzz"
-    session.Parameters.SessionName = "fuzz"
-    session.Parameters.RequestedSessionTimeout = 5000
-    return [ua.GetEndpointsRequest(), read, browse, session]
-
-
-def _mutate(rng: random.Random, frame: bytes, keep: int = 0) -> bytes:
-    """Flip, drop, insert or overwrite a few bytes after the first ``keep``, or cut or extend the frame."""
-    data = bytearray(frame)
-    for _ in range(rng.randint(1, 4)):
-        how = rng.random()
-        pos = rng.randrange(keep, max(keep + 1, len(data)))
-        if how < 0.4 and pos < len(data):
-            data[pos] ^= 1 << rng.randrange(8)
-        elif how < 0.55 and pos < len(data):
-            data[pos] = rng.choice((0, 0xFF, 0x7F, 0x80))
-        elif how < 0.7 and len(data) >= pos + 4:
-            struct.pack_into("<i", data, pos, rng.choice((-1, 0, 2**31 - 1, rng.randrange(-2**31, 2**31))))
-        elif how < 0.8:
-            del data[pos:pos + rng.randint(1, 16)]
-        elif how < 0.9:
-            data[pos:pos] = rng.randbytes(rng.randint(1, 32))
-        else:
-            data = data[:rng.randrange(keep, max(keep + 1, len(data)))]
-    return bytes(data) or rng.randbytes(1)  # an empty request body would send no frame at all
-
-
-def garbage_payloads(url: str, n: int, seed: int = 0) -> list[tuple[str, bytes]]:
-    """``n`` storm payloads, the kinds of :data:`GARBAGE_KINDS` in turn (seeded)."""
-    from plc_anna.server.endpoint import hello_frame
-
-    rng = random.Random(seed)
-    hello = hello_frame(url)
-    out = []
-    for i in range(n):
-        kind = GARBAGE_KINDS[i % len(GARBAGE_KINDS)]
-        if kind == "random":
-            payload = rng.randbytes(rng.randint(1, 512))
-            while payload[:1] == b"H":  # no accidental Hello prefix: garbage from the first byte
-                payload = rng.randbytes(len(payload))
-        elif kind == "http":
-            payload = b"GET /plc-anna HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: scanner\r\n\r\n"
-        elif kind == "tls":
-            payload = bytes.fromhex("16030100a5010000a10303") + rng.randbytes(32)
-        else:
-            payload = hello[:rng.randint(1, len(hello) - 1)]
-        out.append((kind, payload))
-    return out
-
-
-def fuzz_payloads(url: str, n: int, seed: int = 0) -> list[tuple[str, bytes]]:
-    """``n`` fuzzed payloads, the kinds of :data:`FUZZ_KINDS` in turn (seeded).
-
-    ``request`` payloads are mutated request bodies: the run opens a valid
-    channel first and frames them on it (:func:`_send_on_channel`).
-    """
-    from asyncua.ua.ua_binary import struct_to_binary
-
-    from plc_anna.server.endpoint import hello_frame
-
-    rng = random.Random(seed)
-    hello, opn = hello_frame(url), _open_channel_request()
-    bodies = [struct_to_binary(request) for request in _requests()]
-    out = []
-    for i in range(n):
-        kind = FUZZ_KINDS[i % len(FUZZ_KINDS)]
-        if kind == "random":
-            payload = rng.randbytes(rng.randint(1, 1024))
-        elif kind == "hello":
-            payload = _mutate(rng, hello)
-        elif kind == "truncated_hello":
-            payload = hello[:rng.randint(1, len(hello) - 1)]
-        elif kind == "open_channel":
-            payload = hello + _mutate(rng, opn, keep=8)
-        else:
-            payload = _mutate(rng, rng.choice(bodies))
-        out.append((kind, payload))
-    return out
 
 
 # ---------------------------------------------------------------- one connection
@@ -240,8 +125,8 @@ async def _send_on_channel(reader, writer, url: str, body: bytes, wait_s: float)
 
     from plc_anna.server.endpoint import hello_frame
 
-    channel = _client_channel()
-    writer.write(hello_frame(url) + _open_channel_request(channel))
+    channel = client_channel()
+    writer.write(hello_frame(url) + open_channel_request(channel))
     await writer.drain()
     data, closed = await _read_until(reader, wait_s, lambda d: {"OPN", "ERR"} & set(_frames(d)[0]) != set())
     if closed or "OPN" not in _frames(data)[0]:
@@ -453,6 +338,5 @@ def run_endpoint_bench(connections: int = STORM_CONNECTIONS, messages: int = FUZ
     return report
 
 
-__all__ = ["FUZZ_KINDS", "GARBAGE_KINDS", "Outcome", "check_targets", "exchange", "fuzz_payloads",
-           "garbage_payloads", "normal_read", "process_usage", "run_connections", "run_endpoint_bench",
-           "summarize"]
+__all__ = ["Outcome", "check_targets", "exchange", "normal_read", "process_usage", "run_connections",
+           "run_endpoint_bench", "summarize"]

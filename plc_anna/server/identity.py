@@ -7,7 +7,8 @@ keeps. asyncua's defaults ("FreeOpcUa Python Server", version "1.0pre", empty
 capabilities) say nothing true about plc-anna.
 
 - :func:`default_application_uri` derives an instance's URI from the host
-  name and the endpoint's port, so two servers never share one.
+  name and the endpoint's port, so two servers never share one;
+  :func:`application_uri` is the one a server runs with (its certificate's).
 - :func:`build_info` reads the product's version and build date from the
   installed package.
 - :func:`publish_identity` writes BuildInfo and ServerCapabilities into a
@@ -16,6 +17,7 @@ capabilities) say nothing true about plc-anna.
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,9 +27,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import plc_anna
+from plc_anna.server.certificates import certificate_application_uri
 
 if TYPE_CHECKING:
     from asyncua import Server
+
+    from plc_anna.server.config import ServerConfig
+
+logger = logging.getLogger(__name__)
 
 PRODUCT_NAME = "plc-anna OPC UA server"
 PRODUCT_URI = "urn:plc-anna"
@@ -59,6 +66,32 @@ def default_application_uri(endpoint: str, hostname: str | None = None) -> str:
     """
     host = hostname or socket.gethostname() or "localhost"
     return f"urn:{host}:plc-anna:{urlsplit(endpoint).port}"
+
+
+def application_uri(config: ServerConfig, cert_path: Path) -> str:
+    """The ApplicationUri the server runs with: the one its certificate names.
+
+    A configured ``application_uri`` must be the certificate's (ValueError
+    otherwise: the certificate cannot change without every client trusting it
+    anew). Without one, a certificate made before the URI was derived per
+    instance keeps its URI, with a warning.
+    """
+    named = certificate_application_uri(cert_path)
+    if config.application_uri:
+        if named != config.application_uri:
+            raise ValueError(f"application_uri is {config.application_uri!r} but the server certificate {cert_path} "
+                             f"names {named!r}: set application_uri = {named!r}, or delete {cert_path.name} and "
+                             f"its key to make a new pair (every client must then trust the new certificate)")
+        return named
+    derived = default_application_uri(config.endpoint)
+    if named is None:
+        raise ValueError(f"the server certificate {cert_path} names no ApplicationUri: delete it and its key to "
+                         "make a new pair")
+    if named != derived:
+        logger.warning("the server certificate %s names ApplicationUri %s, not %s as derived from this host and "
+                       "endpoint; the server keeps %s (set application_uri to silence this, or delete the pair to "
+                       "make a new one)", cert_path, named, derived, named)
+    return named
 
 
 @dataclass(frozen=True)

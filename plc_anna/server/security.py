@@ -31,7 +31,6 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asyncua import ua
@@ -44,16 +43,12 @@ from asyncua.crypto.permission_rules import (
 from asyncua.server.user_managers import UserManager
 from asyncua.ua.ua_binary import struct_from_binary
 
-from plc_anna.server.certificates import (
-    TrustList,
-    certificate_application_uri,
-    ensure_server_certificate,
-)
+from plc_anna.server.certificates import TrustList, ensure_server_certificate
 from plc_anna.server.config import (
     SecurityConfig,
     ServerConfig,
 )
-from plc_anna.server.identity import default_application_uri
+from plc_anna.server.identity import application_uri, default_application_uri
 from plc_anna.server.passwords import hash_password, verify_password
 
 if TYPE_CHECKING:
@@ -374,32 +369,6 @@ def loopback_rig_access(config: ServerConfig) -> ServerConfig:
     security = config.security
     policies = security.policies if "None" in security.policies else (*security.policies, "None")
     return config.replace(security=dataclasses.replace(security, policies=policies, allow_anonymous=True))
-
-def application_uri(config: ServerConfig, cert_path: Path) -> str:
-    """The ApplicationUri the server runs with: the one its certificate names.
-
-    A configured ``application_uri`` must be the certificate's (ValueError
-    otherwise: the certificate cannot change without every client trusting it
-    anew). Without one, a certificate made before the URI was derived per
-    instance keeps its URI, with a warning.
-    """
-    named = certificate_application_uri(cert_path)
-    if config.application_uri:
-        if named != config.application_uri:
-            raise ValueError(f"application_uri is {config.application_uri!r} but the server certificate {cert_path} "
-                             f"names {named!r}: set application_uri = {named!r}, or delete {cert_path.name} and "
-                             f"its key to make a new pair (every client must then trust the new certificate)")
-        return named
-    derived = default_application_uri(config.endpoint)
-    if named is None:
-        raise ValueError(f"the server certificate {cert_path} names no ApplicationUri: delete it and its key to "
-                         "make a new pair")
-    if named != derived:
-        logger.warning("the server certificate %s names ApplicationUri %s, not %s as derived from this host and "
-                       "endpoint; the server keeps %s (set application_uri to silence this, or delete the pair to "
-                       "make a new one)", cert_path, named, derived, named)
-    return named
-
 
 async def configure_server_security(server: Server, config: ServerConfig,
                                     ruleset: RoleRuleset | None = None) -> RoleRuleset:
