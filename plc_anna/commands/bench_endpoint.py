@@ -6,7 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from plc_anna.jsonio import write_json
+from plc_anna.commands.common import finish_report, print_targets
 
 
 @click.command("endpoint")
@@ -48,10 +48,5 @@ def bench_endpoint(connections, messages, concurrency, seed, json_path) -> None:
     console.print(f"server RSS {fuzz['usage_before']['rss_bytes'] / 2**20:.1f} -> "
                   f"{fuzz['usage_after']['rss_bytes'] / 2**20:.1f} MiB ({100 * fuzz['rss_growth']:+.2f} %), "
                   f"descriptors {fuzz['usage_before']['fds']} -> {fuzz['usage_after']['fds']}")
-    for target, met in report["targets"].items():
-        verdict = {True: "met", False: "NOT met", None: "not measured (run too small)"}[met]
-        console.print(f"{target.replace('_', ' ')}: {verdict}")
-    if json_path:
-        write_json(json_path, report)
-        console.print(f"report written to {json_path}")
-    console.print(f"took {report['wall_time_s']:.0f} s")
+    print_targets(console, report["targets"], "run too small")
+    finish_report(console, report, json_path, report["wall_time_s"])

@@ -53,3 +53,20 @@ def quiet() -> bool:
     ctx = click.get_current_context(silent=True)
     obj = ctx.find_root().obj if ctx is not None else None
     return bool(isinstance(obj, dict) and obj.get("quiet"))
+
+
+def print_targets(console, targets: dict, not_measured: str, prefix: str = "") -> None:
+    """A benchmark's verdict on each target: met, NOT met, or not measured (and why not)."""
+    for target, met in targets.items():
+        verdict = {True: "met", False: "NOT met", None: f"not measured ({not_measured})"}[met]
+        console.print(f"{prefix}{target.replace('_', ' ')}: {verdict}")
+
+
+def finish_report(console, report: dict, json_path: str | None, seconds: float) -> None:
+    """Write a benchmark's report as JSON when asked to, and say how long it took."""
+    from plc_anna.jsonio import write_json
+
+    if json_path:
+        write_json(json_path, report)
+        console.print(f"report written to {json_path}")
+    console.print(f"took {seconds:.0f} s")
