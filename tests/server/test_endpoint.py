@@ -254,11 +254,13 @@ def test_a_mode_the_server_does_not_offer_is_refused_at_once(tmp_path):
 
 def test_storm_and_fuzz_leave_the_server_serving(tmp_path):
     """A garbage storm and fuzzed frames against a served rig in its own process (``plc-anna bench endpoint``
-    runs the same at the issue's size). Sizes: PLC_ANNA_STORM_CONNECTIONS and PLC_ANNA_FUZZ_MESSAGES."""
+    runs the same at the issue's size). Sizes: PLC_ANNA_STORM_CONNECTIONS, PLC_ANNA_FUZZ_MESSAGES,
+    PLC_ANNA_FUZZ_WARMUP, PLC_ANNA_FUZZ_SETTLE_S (docs/server.md#testing-the-endpoint)."""
     connections = int(os.environ.get("PLC_ANNA_STORM_CONNECTIONS", "100"))
     messages = int(os.environ.get("PLC_ANNA_FUZZ_MESSAGES", "300"))
     report = run_endpoint_bench(connections=connections, messages=messages, seed=1, directory=tmp_path,
-                                settle_s=float(os.environ.get("PLC_ANNA_FUZZ_SETTLE_S", "0")))
+                                settle_s=float(os.environ.get("PLC_ANNA_FUZZ_SETTLE_S", "0")),
+                                warmup=int(os.environ.get("PLC_ANNA_FUZZ_WARMUP", "200")))
     storm, fuzz = report["storm"], report["fuzz"]
     assert report["server_exit_code"] is None  # alive
     # every garbage connection: an Error message, then closed by the server
