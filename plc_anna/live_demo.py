@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from plc_anna.bench.streams import split
-from plc_anna.device.network import activate, digital_forward, load_network
+from plc_anna.activations import activate
+from plc_anna.device.network import digital_forward, load_network
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.contract.tagmap import tag_map_to_toml

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from plc_anna.compensator import Compensator, CompensatorConfig, run_inline
+from plc_anna.compensator import Compensator, CompensatorConfig
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.drift.states import Event
 
@@ -31,7 +31,7 @@ class ScanLoop:
 
     def __init__(self, net: AnalogNetwork, config: CompensatorConfig | None = None) -> None:
         self.net = net
-        self.compensator = Compensator.for_network(net.network, config, sinks=net.sinks)
+        self.compensator = Compensator.for_network(net.network, config, sinks=net.sinks, converters=net.converters())
         self.update_s: list[float] = []
         self.events: list[Event] = []
 
@@ -47,7 +47,6 @@ class ScanLoop:
         events = self.compensator.update([(t.inputs, t.outputs) for t in traces], age_s=self.net.age_s,
                                          temperature_k=self.net.temperature_k)
         self.update_s.append(time.perf_counter() - start)
-        run_inline(self.compensator.take_jobs())  # no engine here: off-scan work runs at once
         self.events += events
         return events
 

@@ -46,7 +46,8 @@ from plc_anna.bench.scoring import identity_corrections, oracle_corrections, sco
 from plc_anna.bench.streams import draw, split
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.correction.transition import RampLimits
-from plc_anna.device.network import Network, activate, load_network
+from plc_anna.activations import activate
+from plc_anna.device.network import Network, load_network
 from plc_anna.device.params import DeviceParams, load_device_params
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.drift.states import EventKind

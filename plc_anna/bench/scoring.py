@@ -6,7 +6,8 @@ import numpy as np
 
 from plc_anna.bench.streams import Split
 from plc_anna.correction.baselines import oracle_affine
-from plc_anna.device.network import Network, activate, task_metric
+from plc_anna.activations import activate
+from plc_anna.device.network import Network, task_metric
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.loop import Corrections, apply_device_corrections
 

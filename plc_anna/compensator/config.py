@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from plc_anna.correction.transition import RampLimits
-from plc_anna.drift.monitor import DEFAULT_MODEL_ERROR
+from plc_anna.drift.monitor import DEFAULT_DEAD_ZONE, DEFAULT_WINDOW
 
 
 @dataclass(frozen=True)
@@ -23,20 +23,31 @@ class CompensatorConfig:
         Minimum samples of a correction estimate after a detection.
     holdout_samples
         Fresh samples that must confirm a new correction before it commits.
+    window_samples
+        Samples pooled into one window before the monitor judges it: no distance is taken from a
+        scan too small to carry it.
     arl0
-        Target mean number of scans between false alarms of the detector.
-    detector_shift
-        Mean shift of the statistic's normal score the CUSUM is tuned for.
+        Target mean number of windows between false alarms of the monitor.
+    dead_zone
+        Predictive standard deviations of the fingerprint's own error that count as no drift
+        evidence (see :mod:`plc_anna.drift.monitor`).
     deadband_gain, deadband_offset
         A new correction that differs from the applied one by less than this
         in every gain (relative) and offset (fraction of the column's
         calibrated standard deviation) is absorbed, not applied.
     fault_distance
         A column whose Fisher–Rao distance to the reference grows by more
-        than this from one scan to the next has not drifted: that is a fault.
-    model_error
-        Variance floor of the monitor's mean prediction, as a fraction of the
-        noise variance (see :class:`~plc_anna.drift.monitor.DriftMonitor`).
+        than this from one window to the next, with scores beyond what noise
+        does at that sample count, has not drifted: that is a fault.
+    fault_clear_windows
+        Consecutive windows that must match the fingerprint again before a
+        fault from such a jump clears itself (a process excursion, not the
+        hardware). A fault found against the drift trend holds until
+        calibration.
+    growth_samples
+        Live samples from input regions the fingerprint has not pinned down
+        that, gathered while the layer is judged stable, make it grow its
+        coverage (0: never).
     schedule_ratio
         Log-age schedule of the feed-forward: after a prediction at age ``a``
         the next is considered at age ``a · schedule_ratio``.
@@ -60,14 +71,16 @@ class CompensatorConfig:
     """
 
     calibration_samples: int = 4096
-    estimate_samples: int = 2048
-    holdout_samples: int = 1024
+    estimate_samples: int = 1024
+    holdout_samples: int = 512
+    window_samples: int = DEFAULT_WINDOW
     arl0: float = 1e6
-    detector_shift: float = 1.0
+    dead_zone: float = DEFAULT_DEAD_ZONE
     deadband_gain: float = 0.02
     deadband_offset: float = 0.02
     fault_distance: float = 1.0
-    model_error: float = DEFAULT_MODEL_ERROR
+    fault_clear_windows: int = 16
+    growth_samples: int = 2048
     schedule_ratio: float = 1.05
     ramp: RampLimits = field(default_factory=RampLimits)
     latent_beta: float = 100.0
@@ -81,12 +94,17 @@ class CompensatorConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 2):
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
-        for name in ("arl0", "detector_shift", "fault_distance"):
+        if not (isinstance(self.window_samples, int) and self.window_samples >= 4):
+            raise ValueError(f"window_samples must be an integer >= 4, got {self.window_samples!r}")
+        for name in ("fault_clear_windows", "growth_samples"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
+        for name in ("arl0", "fault_distance"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         if self.arl0 <= 1:
             raise ValueError(f"arl0 must exceed 1 scan, got {self.arl0}")
-        for name in ("deadband_gain", "deadband_offset", "model_error"):
+        for name in ("deadband_gain", "deadband_offset", "dead_zone"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.schedule_ratio >= 1:

@@ -1,4 +1,13 @@
-"""The compensator of one layer: statistics → drift monitor → transport → transition → drift latent."""
+"""The compensator of one layer: fingerprint → drift monitor → transport → transition → drift latent.
+
+The raw outputs are judged against the layer's fingerprint (its posterior
+response, :mod:`plc_anna.stats.reference`) by a :class:`DriftMonitor`; the
+correction maps them to the ideal outputs the caller names (the ideal
+network's pre-activations, or by default what the programmed weights make of
+this layer's own inputs). Everything heavier than a scan (the fingerprint's
+eigen-solve, its growth, the drift latent's fit) is handed off as
+:class:`~plc_anna.compensator.jobs.Job` work (:meth:`LayerCompensator.take_jobs`).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +15,28 @@ import math
 
 import numpy as np
 
+from plc_anna.compensator.calibration import CalibrationWindow, CoverageGrowth, grow
+from plc_anna.compensator.windows import EstimateWindow
 from plc_anna.compensator.config import CompensatorConfig
-from plc_anna.correction.estimate import Correction, estimate_correction, refine_clipped
+from plc_anna.compensator.jobs import Job, run_inline
+from plc_anna.converters import Converters
+from plc_anna.correction.estimate import Correction, estimate_correction
 from plc_anna.correction.latent import REFERENCE_TEMPERATURE_K, CorrectionRecord, DriftLatent, RemainingLife
 from plc_anna.correction.transition import Transition
 from plc_anna.drift.fisher_rao import fisher_rao_distance, layer_distance
-from plc_anna.drift.monitor import DriftMonitor, ScanStatistic
+from plc_anna.drift.monitor import DriftMonitor, WindowStatistic
 from plc_anna.drift.states import DriftState, Event, EventKind
-from plc_anna.stats.moments import Moments, RunningMoments
-from plc_anna.stats.reference import Fingerprint, Reference, fit_fingerprint, reference_moments
+from plc_anna.stats.reference import Fingerprint
+from plc_anna.units import format_age
+
+#: A window whose coverage is below this adds to the fingerprint's growth (inside it, there is nothing to learn).
+GROWTH_COVERAGE = 0.995
+#: The monitor's tests must stand below this fraction of their thresholds for live data to teach the fingerprint.
+GROWTH_QUIET = 0.25
+#: Suspect from half the threshold; back to nominal below a tenth of it.
+SUSPECT_RATIO, NOMINAL_RATIO = 0.5, 0.1
+#: A window whose every column statistic is below this chi-square(3) quantile matches the fingerprint.
+MATCH_LIMIT = 16.27   # scipy.stats.chi2.isf(1e-3, 3)
 
 
 class LayerCompensator:
@@ -25,17 +47,31 @@ class LayerCompensator:
     index
         The layer's position in the network (for events).
     weights, bias
-        The programmed weights (n_out, n_in) and bias: the ideal response.
+        The programmed weights (n_out, n_in) and bias: the prior of the fingerprint and, unless the
+        caller names another, the ideal response.
     config
         Shared settings.
+    converters
+        The layer's DAC and ADC, when known: the fingerprint then models the DAC's rounding and no
+        output variance is believed below the ADC's.
+
+    Attributes
+    ----------
+    offload
+        False (the default): off-scan work runs inside :meth:`update`, so a plain loop needs nothing
+        else. True: :meth:`update` only queues it, and the caller runs :meth:`take_jobs` on a worker
+        and adopts each job between scans (an engine that must keep its scan period).
     """
 
-    def __init__(self, index: int, weights: np.ndarray, bias: np.ndarray, config: CompensatorConfig) -> None:
+    def __init__(self, index: int, weights: np.ndarray, bias: np.ndarray, config: CompensatorConfig,
+                 converters: Converters | None = None) -> None:
         self.index = index
         self.weights = np.asarray(weights, dtype=float)
         self.bias = np.asarray(bias, dtype=float)
         self.config = config
+        self.converters = converters
         self.n_out, self.n_in = self.weights.shape
+        self.offload = False
         self.scan = 0
         self._fingerprint: Fingerprint | None = None
         self._monitor: DriftMonitor | None = None
@@ -43,7 +79,13 @@ class LayerCompensator:
         self._good = (self._gain.copy(), self._offset.copy())
         self._next_age = -math.inf
         self._reason = ""
+        self._fault_kind: str | None = None
+        self._generation = 0
+        self._jobs: list[Job] = []
+        self._queued: list[Event] = []
+        self._last_age: float | None = None
         self.latent = DriftLatent(beta=config.latent_beta, min_records=config.min_history)
+        self._latent_fit_scheduled = 0
         self._remaining_life: RemainingLife | None = None
         self._maintenance_alarmed = False
         self._temperature_k = REFERENCE_TEMPERATURE_K
@@ -56,13 +98,14 @@ class LayerCompensator:
 
     @property
     def state_reason(self) -> str:
-        """Why the layer is Suspect, Drifting or Fault: which statistic, which columns, when; "" otherwise."""
+        """Why the layer is Suspect, Drifting or Fault: which test, which columns, what coverage, when."""
         return self._reason if self._state in (DriftState.SUSPECT, DriftState.DRIFTING, DriftState.FAULT) else ""
 
     @property
     def coverage(self) -> float:
-        """How much of the live input region the reference can predict (0..1); NaN before a fingerprint."""
-        return math.nan
+        """Share of the last window's input variation the fingerprint could predict (0..1); NaN before one."""
+        last = self.last_statistic
+        return math.nan if last is None else float(last.coverage)
 
     @property
     def fingerprint(self) -> Fingerprint | None:
@@ -70,16 +113,16 @@ class LayerCompensator:
 
     @property
     def monitor(self) -> DriftMonitor | None:
-        """The drift monitor against the current fingerprint (the previous one while calibrating)."""
+        """The drift monitor against the current fingerprint (None while the first one is calibrated)."""
         return self._monitor
 
     @property
-    def last_statistic(self) -> ScanStatistic | None:
+    def last_statistic(self) -> WindowStatistic | None:
         return None if self._monitor is None else self._monitor.last
 
     @property
     def distance(self) -> float:
-        """Layer Fisher–Rao distance of the last scan measured (product-manifold norm); NaN before any."""
+        """Layer Fisher–Rao distance of the last window judged (product-manifold norm); NaN before any."""
         last = self.last_statistic
         return math.nan if last is None else layer_distance(last.distances)
 
@@ -98,9 +141,29 @@ class LayerCompensator:
         """Whether the drift history is long enough for a remaining life and for calling an estimate a fault."""
         return self._trend_established()
 
+    @property
+    def gain_trend(self) -> np.ndarray:
+        """Per column, the gain's change per decade of age once the trend is established and fitted; else empty.
+        Never fits on the caller's thread."""
+        if not self._trend_established() or self.latent.stale:
+            return np.zeros(0)
+        return np.asarray(self.latent.rates[0], dtype=float)
+
     def correction(self) -> tuple[np.ndarray, np.ndarray]:
         """The (gain, offset) to apply to the raw outputs now (copies)."""
         return self._gain.copy(), self._offset.copy()
+
+    def destination(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (gain, offset) the layer is moving to: the ramp's target while it ramps, else the applied one."""
+        if self._transition is not None and not self._transition.done:
+            return self._transition.target[0].copy(), self._transition.target[1].copy()
+        return self.correction()
+
+    def predict_raw(self, inputs: np.ndarray) -> np.ndarray | None:
+        """The fingerprint's prediction of the raw outputs for digital ``inputs`` (None without a fingerprint)."""
+        if self._fingerprint is None:
+            return None
+        return self._fingerprint.predict(inputs if self.converters is None else self.converters.dac(inputs))
 
     def last_good(self) -> tuple[np.ndarray, np.ndarray]:
         """The last committed (gain, offset)."""
@@ -110,9 +173,9 @@ class LayerCompensator:
     def calibrate(self) -> None:
         """Record a new fingerprint from the next ``calibration_samples`` and correct to it.
 
-        The applied correction stays until a new one has ramped in and
-        passed its hold-out (bumpless); the fingerprint is taken on the raw
-        outputs, which the correction does not touch.
+        The applied correction stays until a new one has ramped in and passed
+        its hold-out (bumpless); the fingerprint is taken on the raw outputs,
+        which the correction does not touch. Clears a fault.
         """
         self._start_fingerprint()
 
@@ -170,15 +233,34 @@ class LayerCompensator:
         self._gain, self._offset = gain.copy(), offset.copy()
         self.commit()
 
+    def request_estimate(self) -> None:
+        """Estimate the correction again from the next ``estimate_samples`` while monitoring goes on.
+
+        For a layer whose inputs changed although its hardware did not (an upstream layer committed a
+        new correction): the correction aims at the ideal outputs, which its inputs now reach differently.
+        """
+        if self._state in (DriftState.NOMINAL, DriftState.SUSPECT):
+            self._refresh = EstimateWindow(self.n_out, self._last_age)
+
+    def take_jobs(self) -> list[Job]:
+        """The off-scan jobs that became due (see :mod:`plc_anna.compensator.jobs`)."""
+        jobs, self._jobs = self._jobs, []
+        if self.latent.stale and self._latent_fit_scheduled != len(self.latent.records):
+            self._latent_fit_scheduled = len(self.latent.records)
+            run, adopt = self.latent.fit_work()
+            jobs.append(Job(f"layer {self.index}: drift latent fit", run, self._adopt_latent(adopt)))
+        return jobs
+
     # ----------------------------------------------------------------- scan
     def update(self, inputs: np.ndarray, outputs: np.ndarray, age_s: float | None = None,
-               temperature_k: float | None = None) -> list[Event]:
-        """Feed one scan; returns the events it raised.
+               temperature_k: float | None = None, ideal: np.ndarray | None = None,
+               anticipated: np.ndarray | None = None) -> list[Event]:
+        """Feed one scan; returns the events it raised (and those of jobs adopted since the last scan).
 
         Parameters
         ----------
         inputs
-            The layer's digital inputs (n, n_in).
+            The layer's digital inputs (n, n_in), n >= 1: scans are pooled into windows.
         outputs
             Its raw analog outputs (n, n_out), before this layer's correction.
         age_s
@@ -186,160 +268,296 @@ class LayerCompensator:
             (without ages there is no latent).
         temperature_k
             The network's temperature, for the drift latent (optional).
+        ideal
+            The ideal pre-activations (n, n_out) the correction aims at; default ``inputs @ Wᵀ + b``.
+        anticipated
+            The raw outputs (n, n_out) as they will be once the upstream layers reach the corrections
+            they are moving to; the correction is estimated on these (default: ``outputs``). The drift
+            monitor always judges the outputs as they are.
         """
-        inputs, outputs = self._check(inputs, outputs)
+        events = self._update(inputs, outputs, age_s, temperature_k, ideal, anticipated)
+        if not self.offload:
+            run_inline(self.take_jobs())
+            events, self._queued = events + self._queued, []
+        return events
+
+    def _update(self, inputs, outputs, age_s, temperature_k, ideal, anticipated) -> list[Event]:
+        inputs, outputs, ideal = self._check(inputs, outputs, ideal)
+        if anticipated is None:
+            anticipated = outputs
+        elif np.shape(anticipated) != outputs.shape or not np.all(np.isfinite(anticipated)):
+            raise ValueError(f"layer {self.index}: anticipated outputs must be finite, of shape {outputs.shape}")
         if temperature_k is not None:
             self._temperature_k = float(temperature_k)
+        self._last_age = age_s
         self.scan += 1
+        events, self._queued = self._queued, []
+        driven = inputs if self.converters is None else self.converters.dac(inputs)
         if self._state is DriftState.CALIBRATING:
-            return self._calibrate_step(inputs, outputs, self._ideal(inputs), age_s)
-        monitoring = self._state in (DriftState.NOMINAL, DriftState.SUSPECT)
-        detected = self._monitor.update(inputs, outputs) if monitoring else False
-        if not monitoring:
-            self._monitor.measure(inputs, outputs)
-        distances = self._monitor.last.distances
-        previous, self._previous_distances = self._previous_distances, distances
+            return events + self._calibrate_step(driven, outputs, ideal, age_s, anticipated)
+        monitor = self._monitor
+        detected = monitor.update(driven, outputs)
+        if self._state in (DriftState.NOMINAL, DriftState.SUSPECT):
+            self._growth_pending.append((driven, outputs))
+        if monitor.fault_detected and self._state is not DriftState.FAULT:
+            return events + self._fault(age_s, "jump", f"{monitor.reason()} ({self._when(age_s)}): not drift; "
+                                        "holding the last good correction")
         if self._state is DriftState.FAULT:
-            return []
-        if previous is not None and float(np.max(distances - previous)) > self.config.fault_distance:
-            column = int(np.argmax(distances - previous))
-            return self._fault(age_s, f"column {column} jumped by a Fisher-Rao distance of "
-                               f"{float(distances[column] - previous[column]):.3g} in one scan: not drift; "
-                               "holding the last good correction until recalibration")
-        if monitoring:
-            events = self._monitor_step(detected, age_s)
+            return events + self._fault_step(age_s)
+        if self._background is not None:
+            self._background_step(driven, outputs, ideal, age_s)
+        if self._state in (DriftState.NOMINAL, DriftState.SUSPECT):
+            if monitor.window_closed:
+                events += self._monitor_step(detected, driven, outputs, age_s)
+            if self._state in (DriftState.NOMINAL, DriftState.SUSPECT) and self._refresh is not None:
+                events += self._refresh_step(anticipated, ideal, outputs, driven, age_s)
             if not events and self._state is DriftState.NOMINAL:
-                events = self._predict_step(age_s)
+                events += self._predict_step(age_s)
             return events
-        stacked = np.hstack([outputs, self._ideal(inputs), self._monitor.calibrated])
+        if self._window is None:
+            self._window = EstimateWindow(self.n_out, age_s)
+        self._window.add(anticipated, ideal, outputs, self._fingerprint.predict(driven))
         if self._state is DriftState.DRIFTING:
-            return self._estimate_step(stacked, age_s)
-        return self._compensate_step(stacked, age_s)
+            return events + self._estimate_step(age_s)
+        return events + self._compensate_step(age_s)
 
     # ------------------------------------------------------------ internals
-    def _check(self, inputs: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _check(self, inputs, outputs, ideal) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         inputs, outputs = np.asarray(inputs, dtype=float), np.asarray(outputs, dtype=float)
         if inputs.ndim != 2 or inputs.shape[1] != self.n_in:
             raise ValueError(f"layer {self.index}: inputs must have shape (n, {self.n_in}), got {inputs.shape}")
         if outputs.shape != (inputs.shape[0], self.n_out):
             raise ValueError(f"layer {self.index}: outputs must have shape ({inputs.shape[0]}, {self.n_out}), "
                              f"got {outputs.shape}")
-        if inputs.shape[0] < 2:
-            raise ValueError(f"layer {self.index}: a scan needs at least 2 samples")
+        if inputs.shape[0] < 1:
+            raise ValueError(f"layer {self.index}: a scan needs at least 1 sample")
         if not (np.all(np.isfinite(inputs)) and np.all(np.isfinite(outputs))):
             raise ValueError(f"layer {self.index}: inputs or outputs contain NaN or Inf")
-        return inputs, outputs
-
-    def _ideal(self, inputs: np.ndarray) -> np.ndarray:
-        """What the programmed weights make of these inputs (only needed off the monitoring path)."""
-        return inputs @ self.weights.T + self.bias
+        if ideal is None:
+            ideal = inputs @ self.weights.T + self.bias
+        else:
+            ideal = np.asarray(ideal, dtype=float)
+            if ideal.shape != outputs.shape or not np.all(np.isfinite(ideal)):
+                raise ValueError(f"layer {self.index}: ideal outputs must be finite, of shape {outputs.shape}")
+        return inputs, outputs, ideal
 
     def _event(self, kind: EventKind, age_s: float | None, message: str) -> Event:
         if kind in (EventKind.SUSPECT, EventKind.DRIFT_DETECTED, EventKind.FAULT):
             self._reason = message
         return Event(kind=kind, layer=self.index, scan=self.scan, state=self._state, message=message, age_s=age_s)
 
+    def _when(self, age_s) -> str:
+        age = "" if age_s is None or not math.isfinite(age_s) else f", age {format_age(age_s)}"
+        return f"scan {self.scan}{age}"
+
+    def _output_floor(self) -> float:
+        return 0.0 if self.converters is None else self.converters.adc_variance
+
+    def _new_monitor(self, fingerprint: Fingerprint) -> DriftMonitor:
+        return DriftMonitor(fingerprint, arl0=self.config.arl0, window=self.config.window_samples,
+                            dead_zone=self.config.dead_zone, fault_distance=self.config.fault_distance,
+                            output_floor=self._output_floor())
+
     def _start_fingerprint(self) -> None:
+        self._generation += 1
         self._state = DriftState.CALIBRATING
-        self._calibration = RunningMoments(self.n_in + self.n_out, covariance=True)
-        self._calibration_ideal = RunningMoments(self.n_out)
-        self._previous_distances: np.ndarray | None = None
-        self._window: RunningMoments | None = None
-        self._samples: list[np.ndarray] = []
+        self._fault_kind = None
+        self._calibration = CalibrationWindow(self.n_in, self.n_out)
+        self._calibration_scheduled = False
+        self._background: CalibrationWindow | None = None
+        self._background_started = -1
+        self._fresh: Fingerprint | None = None
+        self._awaiting_reference = False
+        self._growth = CoverageGrowth(self.n_in, self.n_out, self.config.growth_samples)
+        self._growth_pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._window: EstimateWindow | None = None
+        self._refresh: EstimateWindow | None = None
         self._transition: Transition | None = None
         self._pending: Correction | None = None
         self._pending_record: CorrectionRecord | None = None
         self._window_start_age: float | None = None
 
-    def _calibrate_step(self, inputs, outputs, ideal, age_s) -> list[Event]:
-        if self._calibration.moments.count == 0:
-            self._window_start_age = age_s
-        self._calibration.update(np.hstack([inputs, outputs]))
-        self._calibration_ideal.update(ideal)
-        joint = self._calibration.moments
-        if joint.count < self.config.calibration_samples:
+    def _calibrate_step(self, driven, outputs, ideal, age_s, anticipated) -> list[Event]:
+        if self._calibration_scheduled:
             return []
-        self._fingerprint = fp = fit_fingerprint(joint, self.n_in)
+        self._calibration.add(driven, outputs, ideal, age_s, anticipated)
+        if self._calibration.count < self.config.calibration_samples:
+            return []
+        self._calibration_scheduled = True
+        window, generation = self._calibration, self._generation
+        floor = self._output_floor()
+
+        def adopt(fingerprint: Fingerprint) -> None:
+            if generation == self._generation and self._state is DriftState.CALIBRATING:
+                self._queued += self._adopt_fingerprint(fingerprint, window)
+
+        self._jobs.append(Job(f"layer {self.index}: fingerprint", lambda: window.fit(self.weights, floor), adopt))
+        return []
+
+    def _adopt_fingerprint(self, fp: Fingerprint, window: CalibrationWindow) -> list[Event]:
+        """Install a new fingerprint (at a scan boundary) and propose the correction it implies."""
+        self._fingerprint = fp
+        self._window_start_age = window.start_age
+        age_s = window.end_age
         # Below the deadband an estimate is never evidence of a fault: floor the trend's residuals there.
         # An offset inherits the gain's error times the column's mean, so its floor carries both.
-        mean = np.abs(fp.predict(fp.input_mean[None, :])[0])
+        mean = np.abs(fp.bias + fp.weights @ fp.input_mean)
         deadband_gain, deadband_offset = max(self.config.deadband_gain, 1e-6), max(self.config.deadband_offset, 1e-6)
         self.latent.noise_floor = np.concatenate([
             np.full(self.n_out, deadband_gain),
             deadband_offset * np.sqrt(np.maximum(fp.signal_var, 1e-24)) + deadband_gain * mean])
-        self._monitor = DriftMonitor(fp, arl0=self.config.arl0, shift=self.config.detector_shift,
-                                     model_error=self.config.model_error)
+        self._monitor = self._new_monitor(fp)
         self._enter_nominal()
-        events = [self._event(EventKind.CALIBRATED, age_s, f"fingerprint of {int(joint.count)} samples recorded; "
-                              f"median noise {float(np.sqrt(np.median(fp.noise_var))):.3g}")]
+        covered = int(fp.covered().sum())
+        events = [self._event(EventKind.CALIBRATED, age_s, f"fingerprint of {int(fp.count)} samples recorded; "
+                              f"median noise {float(np.sqrt(np.median(fp.noise_var))):.3g}; {covered} of "
+                              f"{self.n_in} input directions calibrated, the others follow the programmed "
+                              "weights")]
         # Today's state is the calibrated one: map it to the ideal straight away.
-        outputs_moments = Moments(count=joint.count, mean=joint.mean[self.n_in:],
-                                  m2=np.diag(joint.m2)[self.n_in:])
-        calibrated = Moments(count=joint.count, mean=joint.mean[self.n_in:], m2=fp.signal_var * joint.count)
-        reference = reference_moments(self._calibration_ideal.moments, calibrated)
-        return events + self._propose(estimate_correction(reference, outputs_moments.mean, outputs_moments.var,
-                                                          fp.noise_var), age_s)
+        outputs, reference = window.reference(fp)
+        return events + self._propose(estimate_correction(reference, outputs.mean, outputs.var, fp.noise_var),
+                                      age_s)
 
-    def _fault(self, age_s, message: str) -> list[Event]:
-        """Hold the last good correction in the Fault state until calibration."""
+    def _fault(self, age_s, kind: str, message: str) -> list[Event]:
+        """Hold the last good correction in the Fault state (``kind``: ``jump`` clears itself, ``trend`` holds)."""
         self.rollback()
         self._state = DriftState.FAULT
+        self._fault_kind = kind
+        self._matching_windows = 0
         return [self._event(EventKind.FAULT, age_s, message)]
+
+    def _fault_step(self, age_s) -> list[Event]:
+        """While in Fault: a jump that the following windows no longer show was a process excursion."""
+        monitor = self._monitor
+        if self._fault_kind != "jump" or not monitor.window_closed:
+            return []
+        matches = bool(np.all(monitor.last.column_statistic < MATCH_LIMIT))
+        self._matching_windows = self._matching_windows + 1 if matches else 0
+        if self._matching_windows < max(self.config.fault_clear_windows, 1):
+            return []
+        self._enter_nominal()
+        return [self._event(EventKind.FAULT_CLEARED, age_s, f"{self._matching_windows} windows in a row match the "
+                            f"fingerprint again ({self._when(age_s)}): the jump was a process excursion, not the "
+                            "hardware; monitoring resumes")]
+
+    def _begin_background(self) -> None:
+        """Record a fresh fingerprint beside monitoring (after a commit, or a drift the correction cannot
+        take out): it replaces the current one without a gap in monitoring. Nothing new if one is on its way."""
+        if self._background is None:
+            self._background = CalibrationWindow(self.n_in, self.n_out)
+            self._background_started = self.scan
+
+    def _background_step(self, driven, outputs, ideal, age_s) -> None:
+        window = self._background
+        window.add(driven, outputs, ideal, age_s)
+        if window.count < self.config.calibration_samples:
+            return
+        self._background = None
+        generation, floor, started = self._generation, self._output_floor(), self._background_started
+
+        def adopt(fingerprint: Fingerprint) -> None:
+            if generation != self._generation or self._background_started != started:
+                return
+            self._fresh = fingerprint
+            if self._state in (DriftState.NOMINAL, DriftState.SUSPECT):
+                self._monitor.reset()
+                self._state = DriftState.NOMINAL
+                self._swap_fresh()
+
+        self._jobs.append(Job(f"layer {self.index}: fingerprint", lambda: window.fit(self.weights, floor), adopt))
+
+    def _swap_fresh(self) -> None:
+        """Monitor against the fingerprint recorded in the background (it waited for a nominal moment), and
+        estimate the correction again against it: drift the new reference took in never hides there."""
+        fingerprint, self._fresh = self._fresh, None
+        self._fingerprint = fingerprint
+        self._monitor.set_fingerprint(fingerprint)
+        self._awaiting_reference = False
+        self.request_estimate()
+        self._queued.append(self._event(EventKind.CALIBRATED, self._last_age, f"reference refreshed in the "
+                                        f"background from {int(fingerprint.count)} samples; median noise "
+                                        f"{float(np.sqrt(np.median(fingerprint.noise_var))):.3g}"))
 
     def _enter_nominal(self) -> None:
         self._state = DriftState.NOMINAL
+        self._fault_kind = None
         self._monitor.reset()
+        self._growth_pending = []
         self._window = None
+        self._refresh = None
         self._transition = None
         self._pending = None
 
-    def _monitor_step(self, detected: bool, age_s) -> list[Event]:
-        detector = self._monitor.detector
+    def _monitor_step(self, detected: bool, driven, outputs, age_s) -> list[Event]:
+        monitor = self._monitor
+        if detected and self._awaiting_reference:
+            # Already explained: the reference is being recorded afresh. Faults are still watched.
+            monitor.reset()
+            self._growth_pending = []
+            return []
         if detected:
+            self._growth_pending = []
             self._state = DriftState.DRIFTING
             self._window = None
-            return [self._event(EventKind.DRIFT_DETECTED, age_s, f"CUSUM {detector.cusum:.3g} crossed "
-                                f"{detector.threshold:.3g}; layer distance {self.distance:.3g}")]
-        if self._state is DriftState.NOMINAL and detector.cusum > 0.5 * detector.threshold:
+            self._refresh = None
+            return [self._event(EventKind.DRIFT_DETECTED, age_s, f"{monitor.reason()} ({self._when(age_s)}); "
+                                f"layer distance {self.distance:.3g}")]
+        ratio = monitor.ratio
+        window, self._growth_pending = self._growth_pending, []
+        if ratio < GROWTH_QUIET and monitor.last.coverage < GROWTH_COVERAGE and self.config.growth_samples > 0:
+            for scan_inputs, scan_outputs in window:
+                self._grow(scan_inputs, scan_outputs)
+        if self._state is DriftState.NOMINAL and ratio > SUSPECT_RATIO:
             self._state = DriftState.SUSPECT
-            return [self._event(EventKind.SUSPECT, age_s, f"CUSUM {detector.cusum:.3g} above half its threshold")]
-        if self._state is DriftState.SUSPECT and detector.cusum == 0.0:
+            return [self._event(EventKind.SUSPECT, age_s, f"{monitor.reason()} ({self._when(age_s)})")]
+        if self._state is DriftState.SUSPECT and ratio < NOMINAL_RATIO:
             self._state = DriftState.NOMINAL
         return []
 
-    def _accumulate(self, stacked: np.ndarray, age_s) -> Moments:
-        """Add a scan's ``[outputs, ideal, calibrated]`` columns to the current window.
+    def _grow(self, driven, outputs) -> None:
+        """Gather a quiet window from outside the covered region; when enough, hand the growth off."""
+        self._growth.add(driven, outputs)
+        if not self._growth.ready or any(job.name.endswith("coverage growth") for job in self._jobs):
+            return
+        live, fingerprint, generation = self._growth.take(), self._fingerprint, self._generation
 
-        The samples are kept too (for the empirical transport of clipped columns).
-        """
-        if self._window is None:
-            self._window = RunningMoments(3 * self.n_out)
-            self._samples = []
-            self._window_start_age = age_s
-        self._window.update(stacked)
-        self._samples.append(stacked[:, :2 * self.n_out])
-        return self._window.moments
+        def adopt(grown: Fingerprint) -> None:
+            if generation != self._generation or self._fingerprint is not fingerprint:
+                return
+            self._fingerprint = grown
+            self._monitor.set_fingerprint(grown)
+            before, after = int(fingerprint.covered().sum()), int(grown.covered().sum())
+            self._queued.append(self._event(EventKind.COVERAGE_GROWN, self._last_age, f"{int(live.count)} live "
+                                            f"samples from new input regions calibrated {after - before} more input "
+                                            f"directions ({after} of {self.n_in})"))
 
-    def _split(self, window: Moments) -> tuple[Moments, Reference]:
-        """Output moments and the reference of a window of ``[outputs, ideal, calibrated]``."""
-        k = self.n_out
-        part = [Moments(count=window.count, mean=window.mean[i * k:(i + 1) * k], m2=window.m2[i * k:(i + 1) * k])
-                for i in range(3)]
-        return part[0], reference_moments(part[1], part[2])
+        self._jobs.append(Job(f"layer {self.index}: coverage growth", lambda: grow(fingerprint, live), adopt))
 
-    def _estimate_step(self, stacked, age_s) -> list[Event]:
-        window = self._accumulate(stacked, age_s)
-        if window.count < self.config.estimate_samples:
-            return []
-        out, ref = self._split(window)
-        correction = estimate_correction(ref, out.mean, out.var, self._fingerprint.noise_var)
-        samples = np.vstack(self._samples)
-        correction, clipped = refine_clipped(correction, samples[:, :self.n_out], samples[:, self.n_out:])
+    def _estimate(self, window: EstimateWindow, age_s) -> tuple[Correction, list[Event]]:
+        self._window_start_age = window.start_age
+        rail = None if self.converters is None else self.converters.output_range * (1.0 - 1e-9)
+        correction, clipped = window.correction(self._fingerprint.noise_var, rail)
         events = []
         if np.any(clipped):
             events.append(self._event(EventKind.CLIPPED, age_s, f"columns {np.flatnonzero(clipped).tolist()} are "
                                       "clipped: empirical transport instead of the Gaussian map"))
+        return correction, events
+
+    def _estimate_step(self, age_s) -> list[Event]:
+        window = self._window
+        if window.count < self.config.estimate_samples:
+            return []
+        correction, events = self._estimate(window, age_s)
         return events + self._propose(correction, age_s)
+
+    def _refresh_step(self, anticipated, ideal, outputs, driven, age_s) -> list[Event]:
+        """A requested re-estimate beside monitoring (see :meth:`request_estimate`)."""
+        self._refresh.add(anticipated, ideal, outputs, self._fingerprint.predict(driven))
+        if self._refresh.count < self.config.estimate_samples:
+            return []
+        window, self._refresh = self._refresh, None
+        correction, events = self._estimate(window, age_s)
+        return events + self._propose(correction, age_s, source="refresh")
 
     def _record(self, correction: Correction, age_s) -> CorrectionRecord | None:
         """The estimate as a history record, dated at the middle (in log-age) of its data window."""
@@ -351,36 +569,43 @@ class LayerCompensator:
     def _propose(self, new: Correction, age_s, source: str = "estimate") -> list[Event]:
         """Ramp to ``new`` unless it is within the deadband of the applied correction.
 
-        ``source`` is ``estimate`` (from data: checked against the drift trend,
-        and learned from) or ``prediction`` (from the drift latent).
+        ``source`` is ``estimate`` (from data after a detection or a calibration: checked against the
+        drift trend, and learned from), ``refresh`` (from data after an upstream change: not learned) or
+        ``prediction`` (from the drift latent).
         """
         record = self._record(new, age_s) if source == "estimate" else None
-        if record is not None and self._trend_established():
+        if record is not None and self._trend_established() and not self.latent.stale:
             surprise = self.latent.surprise(record)
             if float(surprise.max()) > self.config.fault_sigma:
                 feature = int(np.argmax(surprise))
                 what = "gain" if feature < self.n_out else "offset"
-                return self._fault(age_s, f"the estimated {what} of column {feature % self.n_out} is "
-                                   f"{float(surprise[feature]):.1f} standard deviations off the drift trend: "
-                                   "a fault, not fatigue; not learned, last good correction held")
+                return self._fault(age_s, "trend", f"the estimated {what} of column {feature % self.n_out} is "
+                                   f"{float(surprise[feature]):.1f} standard deviations off the drift trend "
+                                   f"({self._when(age_s)}): a fault, not fatigue; not learned, last good correction "
+                                   "held until calibration")
         gain_change = np.abs(new.gain / self._gain - 1.0)
         # Offsets compare with the column's own signal spread, so the deadband means the same in any unit.
         offset_change = np.abs(new.offset - self._offset) / np.sqrt(np.maximum(self._fingerprint.signal_var, 1e-300))
         if np.all(gain_change < self.config.deadband_gain) and np.all(offset_change < self.config.deadband_offset):
-            if source == "prediction":
+            if source != "estimate":
                 return []
             events = [self._event(EventKind.WITHIN_DEADBAND, age_s, f"largest gain change "
                                   f"{float(gain_change.max()):.2%} within the deadband; correction unchanged")]
             events += self._learn(record, age_s)
             if self._state is DriftState.DRIFTING:
-                # Refresh the reference; its own calibration map is checked against the deadband
-                # again, so small drifts absorbed here can never add up unseen.
-                self._start_fingerprint()
+                # What the monitor saw, the correction cannot take out (its shape, not its scale, changed):
+                # record a fresh reference beside monitoring and judge against it; the correction is
+                # estimated again against the fresh one, so small drifts can never add up unseen.
+                self._enter_nominal()
+                self._begin_background()
+                self._awaiting_reference = True
             return events
         self._pending = new
         self._pending_record = record
+        self._pending_source = source
         self._transition = Transition((self._gain, self._offset), (new.gain, new.offset), self.config.ramp)
         self._window = None
+        self._refresh = None
         self._state = DriftState.COMPENSATING
         events = [self._event(EventKind.TRANSITION_STARTED, age_s, f"ramping to the {source} over "
                               f"{self._transition.scans_left} scans; mean transport cost "
@@ -401,29 +626,37 @@ class LayerCompensator:
         return math.log10((max(ages) + 60.0) / (min(ages) + 60.0)) >= 1.0
 
     def _learn(self, record: CorrectionRecord | None, age_s) -> list[Event]:
-        """Add an estimate to the drift latent and check the remaining useful life."""
-        if record is None:
-            return []
-        self.latent.add(record)
-        if not self._trend_established():
-            return []
-        ramp = self.config.ramp
-        self._remaining_life = life = self.latent.remaining_life(ramp.gain_range, ramp.offset_range,
-                                                                 self._temperature_k)
-        due = life is not None and bool(life.age_s - age_s < self.config.maintenance_horizon_s)
-        if due and not self._maintenance_alarmed:
-            self._maintenance_alarmed = True
-            gain_rate, offset_rate = self.latent.rates
-            rate = (gain_rate if life.parameter == "gain" else offset_rate)[life.column]
-            return [self._event(EventKind.MAINTENANCE, age_s, f"column {life.column}'s {life.parameter} leaves the "
-                                f"hardware range at an age of {life.age_s:.3g} s (band {life.low_s:.3g} to "
-                                f"{life.high_s:.3g} s; trend {rate:+.3g} per decade of age): plan maintenance")]
-        self._maintenance_alarmed = due
+        """Add an estimate to the drift latent; its fit runs off the scan (:meth:`take_jobs`)."""
+        if record is not None:
+            self.latent.add(record)
         return []
+
+    def _adopt_latent(self, adopt):
+        """Install a latent fit, then check the remaining useful life with it (events join the next scan)."""
+        def install(fit: dict) -> None:
+            adopt(fit)
+            if self.latent.stale or not self._trend_established():
+                return
+            ramp = self.config.ramp
+            self._remaining_life = life = self.latent.remaining_life(ramp.gain_range, ramp.offset_range,
+                                                                     self._temperature_k)
+            age_s = self._last_age
+            due = life is not None and age_s is not None and bool(life.age_s - age_s
+                                                                  < self.config.maintenance_horizon_s)
+            if due and not self._maintenance_alarmed:
+                gain_rate, offset_rate = self.latent.rates
+                rate = (gain_rate if life.parameter == "gain" else offset_rate)[life.column]
+                self._queued.append(self._event(
+                    EventKind.MAINTENANCE, age_s, f"column {life.column}'s {life.parameter} leaves the hardware "
+                    f"range at an age of {life.age_s:.3g} s (band {life.low_s:.3g} to {life.high_s:.3g} s; trend "
+                    f"{rate:+.3g} per decade of age): plan maintenance"))
+            self._maintenance_alarmed = due
+        return install
 
     def _predict_step(self, age_s) -> list[Event]:
         """Feed-forward: follow the drift latent's prediction between estimates."""
-        if not self.config.predictive or age_s is None or not self.latent.ready or age_s < self._next_age:
+        if (not self.config.predictive or age_s is None or not self.latent.ready or self.latent.stale
+                or age_s < self._next_age):
             return []
         self._next_age = max(age_s, 1.0) * self.config.schedule_ratio  # the log-age schedule
         gain, offset = self.latent.predict(age_s, self._temperature_k)
@@ -431,28 +664,55 @@ class LayerCompensator:
         return self._propose(Correction(gain=gain, offset=offset, drift_gain=np.ones(self.n_out),
                                         drift_offset=zeros, transport_cost=zeros), age_s, source="prediction")
 
-    def _compensate_step(self, stacked, age_s) -> list[Event]:
+    def _compensate_step(self, age_s) -> list[Event]:
         if not self._transition.done:
             self._gain, self._offset = self._transition.step()
+            self._window = None    # the hold-out starts once the ramp is complete
             return []
         # Ramp complete: a fresh hold-out window must confirm that the distance to the ideal fell.
-        window = self._accumulate(stacked, age_s)
+        window = self._window
         if window.count < self.config.holdout_samples:
             return []
-        out, ref = self._split(window)
-        ideal_std = np.sqrt(np.maximum(ref.ideal_var, 1e-300))
+        _, ref = window.split()
+        signal_mean, signal_var = window.signal()
+        noise = self._fingerprint.noise_var
 
         def distance_to_ideal(gain: np.ndarray, offset: np.ndarray) -> float:
-            std = np.maximum(np.abs(gain) * out.std, 1e-300)
-            return layer_distance(fisher_rao_distance(gain * out.mean + offset, std, ref.ideal_mean, ideal_std))
+            # The noise-free outputs, corrected, against the ideal, each with the corrected noise added: the
+            # noise is no correction's to remove, and a column without signal must not decide the layer.
+            extra = gain**2 * noise
+            return layer_distance(fisher_rao_distance(gain * signal_mean + offset, np.sqrt(gain**2 * signal_var + extra),
+                                                      ref.ideal_mean, np.sqrt(np.maximum(ref.ideal_var, 0.0) + extra)))
 
         old_d, new_d = distance_to_ideal(*self._good), distance_to_ideal(self._gain, self._offset)
         if new_d < old_d:
             self._good = (self._gain.copy(), self._offset.copy())
+            if self._pending_source == "refresh":
+                # The hardware did not change (the inputs did): the fingerprint still holds.
+                self._enter_nominal()
+                return [self._event(EventKind.COMMITTED, age_s, f"hold-out distance to the ideal fell from "
+                                    f"{old_d:.3g} to {new_d:.3g}; committed")]
             events = [self._event(EventKind.COMMITTED, age_s, f"hold-out distance to the ideal fell from "
-                                  f"{old_d:.3g} to {new_d:.3g}; committed; refreshing the reference")]
+                                  f"{old_d:.3g} to {new_d:.3g}; committed; the reference follows the measured "
+                                  "drift and is recorded afresh beside monitoring")]
             events += self._learn(self._pending_record, age_s)
-            self._start_fingerprint()
+            if age_s is not None:
+                # a measured correction beats a predicted one: no feed-forward until the age moved on
+                self._next_age = max(self._next_age, max(age_s, 1.0) * self.config.schedule_ratio)
+            # The hardware drifted since the fingerprint: move it by the drift the hold-out measured (or take
+            # the one recorded in the background meanwhile), so monitoring goes on at once, and record a
+            # fresh one in the background.
+            # A fingerprint recorded before the commit is older than the hold-out's measurement: dropped.
+            if self._fresh is not None:
+                # a fingerprint recorded in the background meanwhile also has the drift's shape, not only
+                # its per-column scale
+                fresh, self._fresh = self._fresh, None
+                self._fingerprint = fresh
+            else:
+                self._fingerprint = self._fingerprint.rescaled(*window.drift.estimate())
+            self._monitor.set_fingerprint(self._fingerprint)
+            self._enter_nominal()
+            self._begin_background()
             return events
         self.rollback()
         return [self._event(EventKind.ROLLED_BACK, age_s, f"hold-out distance to the ideal did not fall "

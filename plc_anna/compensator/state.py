@@ -1,12 +1,17 @@
 """The compensator's persistent state as plain data: what a store writes and a restart reads.
 
-Saved: per layer its drift state, scan count, fingerprint, applied and
-last-good corrections, drift latent, temperature and schedule. Not saved:
-what is in flight (a calibration or estimate window, a ramp, a hold-out):
-after a restart the applied correction stays where it was (no bump), a
-layer that was calibrating starts its fingerprint again, one that was
-drifting or ramping returns to monitoring and will detect again what is
-still there, and a fault stays a fault until calibration.
+Saved: per layer its drift state and why, scan count, fingerprint, applied
+and last-good corrections, drift latent, temperature and schedule. Not saved:
+what is in flight (a calibration or estimate window, a ramp, a hold-out, the
+monitor's tests, live data gathered for coverage): after a restart the
+applied correction stays where it was (no bump), a layer that was
+calibrating starts its fingerprint again, one that was drifting or ramping
+returns to monitoring and will detect again what is still there, and a fault
+stays a fault (one from a jump still clears itself once the windows match).
+
+Format 1 (before the fingerprint became a posterior with the programmed
+weights as its prior) still loads: corrections, drift history and counters
+are kept, and the layer calibrates its fingerprint again from live data.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import numpy as np
 
 from plc_anna.compensator.layer import LayerCompensator
 from plc_anna.correction.latent import DriftLatent
-from plc_anna.drift.monitor import DriftMonitor
 from plc_anna.drift.states import DriftState
 from plc_anna.stats.reference import Fingerprint
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Formats :func:`restore_layer` reads.
+READABLE_FORMATS = (1, 2)
 
 
 def _pair(layer: LayerCompensator, gain, offset) -> tuple[np.ndarray, np.ndarray]:
@@ -50,11 +56,16 @@ def layer_state(layer: LayerCompensator) -> dict[str, Any]:
         "temperature_k": float(layer._temperature_k),
         "next_age_s": None if not math.isfinite(layer._next_age) else float(layer._next_age),
         "maintenance_alarmed": bool(layer._maintenance_alarmed),
+        "reason": layer._reason,
+        "fault_kind": layer._fault_kind,
     }
 
 
-def restore_layer(layer: LayerCompensator, data: dict[str, Any]) -> None:
-    """Load ``data`` (from :func:`layer_state`) into a freshly built ``layer``; ValueError leaves it untouched."""
+def restore_layer(layer: LayerCompensator, data: dict[str, Any], format_version: int = FORMAT_VERSION) -> bool:
+    """Load ``data`` (from :func:`layer_state`) into a freshly built ``layer``; ValueError leaves it untouched.
+
+    Returns False when the saved fingerprint is of an older format: the layer then calibrates again.
+    """
     try:
         if list(data["shape"]) != [layer.n_out, layer.n_in]:
             raise ValueError(f"layer {layer.index}: saved shape {data['shape']} does not match "
@@ -62,13 +73,14 @@ def restore_layer(layer: LayerCompensator, data: dict[str, Any]) -> None:
         state = DriftState[data["state"]]
         gain, offset = _pair(layer, data["gain"], data["offset"])
         good = _pair(layer, data["good_gain"], data["good_offset"])
-        fingerprint = None if data["fingerprint"] is None else Fingerprint.from_dict(data["fingerprint"])
-        if fingerprint is not None and fingerprint.weights.shape != (layer.n_out, layer.n_in):
-            raise ValueError(f"layer {layer.index}: saved fingerprint has the wrong shape")
+        fingerprint = None
+        if data["fingerprint"] is not None and format_version >= 2:
+            fingerprint = Fingerprint.from_dict(data["fingerprint"], layer.weights)
         latent = DriftLatent.from_dict(data["latent"])
         scan, temperature = int(data["scan"]), float(data["temperature_k"])
         next_age = -math.inf if data["next_age_s"] is None else float(data["next_age_s"])
         alarmed = bool(data["maintenance_alarmed"])
+        reason, fault_kind = str(data.get("reason", "")), data.get("fault_kind", "trend")
     except (KeyError, TypeError) as exc:
         raise ValueError(f"layer {layer.index}: not a saved compensator state ({exc!r})") from None
     # Everything parsed: now change the layer.
@@ -79,12 +91,15 @@ def restore_layer(layer: LayerCompensator, data: dict[str, Any]) -> None:
     layer._temperature_k, layer._next_age, layer._maintenance_alarmed = temperature, next_age, alarmed
     layer._start_fingerprint()
     if fingerprint is None:
-        return
+        return data["fingerprint"] is None
     layer._fingerprint = fingerprint
-    layer._monitor = DriftMonitor(fingerprint, arl0=layer.config.arl0, shift=layer.config.detector_shift,
-                                  model_error=layer.config.model_error)
+    layer._monitor = layer._new_monitor(fingerprint)
     if state is DriftState.CALIBRATING:
-        return
+        return True
     layer._enter_nominal()
     if state is DriftState.FAULT:
         layer._state = DriftState.FAULT
+        layer._fault_kind = fault_kind if fault_kind in ("jump", "trend") else "trend"
+        layer._matching_windows = 0
+    layer._reason = reason
+    return True

@@ -76,11 +76,55 @@ def estimate_correction(reference: Reference, output_mean: np.ndarray, output_va
                       transport_cost=cost)
 
 
-def clipped_columns(outputs: np.ndarray, min_fraction: float = 0.01) -> np.ndarray:
+def drift_correction(reference: Reference, drift_gain: np.ndarray, drift_offset: np.ndarray,
+                     noise_var: np.ndarray | float = 0.0) -> Correction:
+    r"""Correction for one window from the drift measured against the fingerprint, pair by pair.
+
+    Today's raw outputs follow the fingerprint's prediction ``ĉ`` of the same
+    inputs as ``y = a ĉ + b + e`` per column: ``(a, b)`` is the least-squares
+    line of the paired samples (``drift_gain``, ``drift_offset``), which the
+    window measures far more precisely than the outputs' own variance (the
+    noise ``e`` is not in it). The noise-free output distribution is then
+    ``N(a μ_ĉ + b, a² σ_ĉ²)``, with ``μ_ĉ, σ_ĉ²`` the prediction's moments on
+    the window's inputs (``reference.cal_*``), and the correction is its Monge
+    map to the ideal distribution ``N(μ_ŷ, σ_ŷ²)``:
+
+    .. math:: g = \frac{σ_ŷ}{|a| σ_ĉ}, \qquad o = μ_ŷ − g (a μ_ĉ + b).
+
+    ``σ_ŷ²/σ_ĉ²`` is a ratio of two functions of the *same* inputs, so the
+    inputs' sampling error largely cancels in it. A column whose ideal output
+    varies less than its noise (``noise_var``: a unit with hardly any weights)
+    carries no signal to scale: it keeps gain 1 and gets the offset that moves
+    its mean.
+
+    Examples
+    --------
+    >>> ref = Reference(ideal_mean=np.array([1.0]), ideal_var=np.array([4.0]), cal_mean=np.array([1.0]),
+    ...                 cal_var=np.array([4.0]))
+    >>> c = drift_correction(ref, np.array([0.9]), np.array([0.0]))   # a 10 % gain loss since the fingerprint
+    >>> np.round(c.gain, 6), np.round(c.offset, 6)
+    (array([1.111111]), array([0.]))
+    """
+    drift_gain, drift_offset = np.asarray(drift_gain, dtype=float), np.asarray(drift_offset, dtype=float)
+    signal_mean = drift_gain * reference.cal_mean + drift_offset
+    signal_var = np.maximum(drift_gain**2 * reference.cal_var, 1e-300)
+    ideal_var = np.maximum(reference.ideal_var, 1e-300)
+    gain, offset = gaussian_monge_map(signal_mean, signal_var, reference.ideal_mean, ideal_var)
+    constant = reference.ideal_var <= np.maximum(1e-9 * max(float(np.max(reference.ideal_var)), 1e-300), noise_var)
+    gain = np.where(constant, 1.0, gain)
+    offset = np.where(constant, reference.ideal_mean - signal_mean, offset)
+    cost = gaussian_w2(signal_mean, np.sqrt(signal_var), reference.ideal_mean, np.sqrt(ideal_var))
+    return Correction(gain=gain, offset=offset, drift_gain=drift_gain, drift_offset=drift_offset, transport_cost=cost)
+
+
+def clipped_columns(outputs: np.ndarray, min_fraction: float = 0.01, rail: float | None = None) -> np.ndarray:
     """Columns whose samples pile up at their extreme value: an ADC rail, visibly non-Gaussian.
 
     A continuous output hits its exact maximum or minimum once; a clipped one
-    sits there for a whole tail of the distribution.
+    sits there for a whole tail of the distribution. With the ADC's full scale
+    ``rail`` known, only samples at the rail count (a quantized column that
+    hardly varies sits on one code without being clipped); without it, a
+    column needs at least eight distinct values to be called clipped.
 
     Examples
     --------
@@ -89,13 +133,16 @@ def clipped_columns(outputs: np.ndarray, min_fraction: float = 0.01) -> np.ndarr
     [False, True]
     """
     outputs = np.asarray(outputs, dtype=float)
+    if rail is not None:
+        return np.mean(np.abs(outputs) >= rail, axis=0) > min_fraction
     at_max = np.mean(outputs >= outputs.max(axis=0), axis=0)
     at_min = np.mean(outputs <= outputs.min(axis=0), axis=0)
-    return np.maximum(at_max, at_min) > min_fraction
+    varied = np.array([np.unique(column).size >= 8 for column in outputs.T], dtype=bool)
+    return varied & (np.maximum(at_max, at_min) > min_fraction)
 
 
 def refine_clipped(correction: Correction, outputs: np.ndarray, ideal: np.ndarray,
-                   min_fraction: float = 0.01) -> tuple[Correction, np.ndarray]:
+                   min_fraction: float = 0.01, rail: float | None = None) -> tuple[Correction, np.ndarray]:
     """Replace the Gaussian map of clipped columns by the empirical 1-D transport map.
 
     Moments of a clipped column are biased, so the Gaussian Monge map is
@@ -105,7 +152,7 @@ def refine_clipped(correction: Correction, outputs: np.ndarray, ideal: np.ndarra
     column by column, never paired. Returns the refined correction and the
     mask of refined columns.
     """
-    mask = clipped_columns(outputs, min_fraction)
+    mask = clipped_columns(outputs, min_fraction, rail)
     if not np.any(mask):
         return correction, mask
     outputs, ideal = np.asarray(outputs, dtype=float), np.asarray(ideal, dtype=float)

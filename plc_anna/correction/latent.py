@@ -144,6 +144,7 @@ class DriftLatent:
         self.noise_floor = noise_floor
         self._records: list[CorrectionRecord] = []
         self._fit: dict | None = None
+        self._fit_records = 0      # how many records the fit has seen
 
     # ------------------------------------------------------------- history
     @property
@@ -168,7 +169,26 @@ class DriftLatent:
             raise ValueError("a record needs a finite age >= 0 and a finite temperature")
         self._records.append(CorrectionRecord(float(record.age_s), float(record.temperature_k), gain.copy(),
                                               offset.copy()))
-        self._fit = None
+
+    @property
+    def stale(self) -> bool:
+        """Whether records came since the last fit (or there is none while :attr:`ready`)."""
+        return self.ready and self._fit_records != len(self._records)
+
+    def fit_work(self):
+        """``(run, adopt)`` for fitting off the caller's thread: ``run()`` fits a copy of today's history
+        (``O(features³)`` for each drift-clock origin tried) and touches nothing shared; ``adopt(result)``
+        installs it unless it is older than the fit in place."""
+        records, count = list(self._records), len(self._records)
+
+        def run() -> dict:
+            return self._best_fit(records)
+
+        def adopt(fit: dict) -> None:
+            if count >= self._fit_records:
+                self._fit, self._fit_records = fit, count
+
+        return run, adopt
 
     def to_dict(self) -> dict:
         """The model as plain JSON-ready data: settings and history (the fit is derived)."""
@@ -200,19 +220,23 @@ class DriftLatent:
         return np.stack(np.broadcast_arrays(*y), axis=-1)
 
     def _fitted(self) -> dict:
+        """The fit of the whole history, computed here when it is stale."""
         if not self.ready:
             raise ValueError(f"the drift latent needs {self.min_records} records at more than one age, "
                              f"has {len(self._records)}")
-        if self._fit is None:
-            fits = [self._fit_with(t_ref) for t_ref in T_REF_GRID_S]
-            self._fit = min(fits, key=lambda fit: fit["misfit"])
+        if self._fit is None or self.stale:
+            self._fit, self._fit_records = self._best_fit(self._records), len(self._records)
         return self._fit
 
-    def _fit_with(self, t_ref_s: float) -> dict:
-        X = np.array([correction_features(r.gain, r.offset) for r in self._records])
-        ages = np.array([r.age_s for r in self._records])
-        temps = np.array([r.temperature_k for r in self._records])
-        uses_temperature = bool(np.ptp(temps) > 0.01) and len(self._records) > self.min_records
+    def _best_fit(self, records: list[CorrectionRecord]) -> dict:
+        fits = [self._fit_with(records, t_ref) for t_ref in T_REF_GRID_S]
+        return min(fits, key=lambda fit: fit["misfit"])
+
+    def _fit_with(self, records: list[CorrectionRecord], t_ref_s: float) -> dict:
+        X = np.array([correction_features(r.gain, r.offset) for r in records])
+        ages = np.array([r.age_s for r in records])
+        temps = np.array([r.temperature_k for r in records])
+        uses_temperature = bool(np.ptp(temps) > 0.01) and len(records) > self.min_records
         Y = self._relevance(ages, temps, uses_temperature, t_ref_s)
         n, d = X.shape
         mu_x, mu_y = X.mean(axis=0), Y.mean(axis=0)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plc_anna.device.network import Network, activate, check_inputs
+from plc_anna.activations import activate
+from plc_anna.converters import Converters
+from plc_anna.device.network import Network, check_inputs
 
 SINKS = ("device", "plc")
 
@@ -118,6 +120,10 @@ class AnalogNetwork(ABC):
         if X is None or len(X) < 2:
             raise ValueError(f"network {self.network.name!r} carries no input data (X) to drive the simulated process")
         return self.trace(np.asarray(X, dtype=float)[rng.integers(0, len(X), n)])
+
+    def converters(self) -> list[Converters | None]:
+        """Each layer's DAC and ADC, where the backend knows them (None: unknown)."""
+        return [None] * len(self.network.layers)
 
     def read_layer(self, layer: int, inputs: np.ndarray) -> np.ndarray:
         """Raw analog outputs of ``layer`` alone for its own ``inputs`` (n, n_in).

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from plc_anna.activations import ACTIVATIONS, activate
+
 FORMAT_VERSION = 1
 TASKS = ("classification", "regression")
-ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
 #: Headroom applied when converter ranges are derived from held-out data: the
 #: DAC full scale is 1.25 x the largest input seen, the ADC full scale 1.5 x
 #: the largest pre-activation, so live data a little outside the held-out set
@@ -78,19 +79,6 @@ class Network:
     @property
     def metric_name(self) -> str:
         return "accuracy" if self.task == "classification" else "rmse"
-
-
-def activate(z: np.ndarray, activation: str) -> np.ndarray:
-    """Apply a digital activation function by name."""
-    if activation == "linear":
-        return z
-    if activation == "relu":
-        return np.maximum(z, 0.0)
-    if activation == "tanh":
-        return np.tanh(z)
-    if activation == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * z))
-    raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
 def check_inputs(network: Network, X: np.ndarray) -> np.ndarray:

@@ -121,21 +121,3 @@ def arrhenius_acceleration(temperature_k: float, reference_k: float, activation_
     if temperature_k <= 0 or reference_k <= 0:
         raise ValueError("temperatures must be positive kelvin")
     return math.exp(-activation_energy_ev / BOLTZMANN_EV * (1.0 / temperature_k - 1.0 / reference_k))
-
-
-def quantize(u: np.ndarray, bits: int) -> np.ndarray:
-    """Clip normalized values to [-1, 1] and round them to a signed ``bits`` grid.
-
-    ``bits = 0`` clips only. A signed converter of ``b`` bits has
-    ``2**(b-1) - 1`` steps on each side of zero.
-
-    Examples
-    --------
-    >>> quantize(np.array([-2.0, 0.3, 0.5]), 3)
-    array([-1.        ,  0.33333333,  0.66666667])
-    """
-    u = np.clip(u, -1.0, 1.0)
-    if bits == 0:
-        return u
-    steps = 2 ** (bits - 1) - 1
-    return np.round(u * steps) / steps

@@ -22,7 +22,7 @@ from plc_anna.device.crossbar import HORIZON_S, Crossbar
 from plc_anna.device.network import Network, load_network
 from plc_anna.device.params import DeviceParams, load_device_params
 from plc_anna.device.periphery import Periphery
-from plc_anna.device.physics import quantize
+from plc_anna.converters import Converters, quantize
 
 # Independent random streams per layer, so that changing one part of the
 # model never changes the draws of another.
@@ -152,6 +152,12 @@ class SimulatedNetwork(AnalogNetwork):
         spec = self.network.layers[layer]
         gain, offset = check_correction(spec.n_out, gain, offset)
         self._faults[layer] = (gain, offset / spec.output_range)
+
+    def converters(self) -> list[Converters]:
+        """Each layer's DAC and ADC: the layer's full scales and the device's resolutions."""
+        p = self.params
+        return [Converters(layer.input_range, p.dac_bits, layer.output_range, p.adc_bits)
+                for layer in self.network.layers]
 
     # ------------------------------------------------------------- inference
     def _layer_hook(self, index: int, inputs: np.ndarray) -> np.ndarray:

@@ -227,3 +227,92 @@ class ChiSquareCusum:
     def n_updates(self) -> int:
         """Number of statistics consumed since construction."""
         return self._n_updates
+
+
+#: Shifts (in standard deviations of a score) the :class:`ScoreCusum` is tuned for at once.
+DEFAULT_SHIFTS = (0.5, 1.5, 4.0, 10.0)
+
+
+class ScoreCusum:
+    r"""Page CUSUMs on standard-normal scores, per column and component, tuned to several shifts at once.
+
+    Each update takes a ``(columns, components)`` array of scores that are
+    :math:`N(0, 1)` when nothing has drifted (signed: a drift keeps its sign
+    over time, so signed scores carry more evidence than squared ones). For
+    every score, sign and shift :math:`δ` of ``shifts``:
+
+    .. math:: S \leftarrow \max(0,\ S \pm z - δ/2), \qquad \text{alarm when } S > h_δ,
+
+    the log-likelihood-ratio CUSUM of :math:`N(±δ, 1)` against :math:`N(0, 1)`
+    (scaled by :math:`1/δ`). Small shifts accumulate over many updates, a
+    large one alarms in the update it appears. Each :math:`h_δ` is set by
+    Siegmund's approximation for an in-control run length of ``arl0`` times the
+    number of CUSUMs, so the whole bank keeps about ``arl0`` (a union bound:
+    the bank is conservative).
+
+    Parameters
+    ----------
+    columns, components
+        The shape of the scores.
+    arl0
+        Target in-control average run length of the whole bank, in updates.
+    two_sided
+        Watch both signs (else only upward shifts).
+    shifts
+        The shifts the bank is tuned for.
+
+    Examples
+    --------
+    >>> bank = ScoreCusum(columns=4, components=2, arl0=1e4)
+    >>> bank.update(np.zeros((4, 2))), bank.update(np.array([[0, 0], [0, 0], [0, 12.0], [0, 0]]))
+    (False, True)
+    >>> bank.columns_detected.tolist(), bank.ratio > 1    # the shift-10 CUSUM took it in one update
+    ([False, False, True, False], True)
+    """
+
+    def __init__(self, columns: int, components: int, arl0: float = 1e6, two_sided: bool = True,
+                 shifts: tuple[float, ...] = DEFAULT_SHIFTS) -> None:
+        self.shifts = np.asarray(shifts, dtype=float)
+        if self.shifts.ndim != 1 or self.shifts.size < 1 or not np.all(self.shifts > 0):
+            raise ValueError(f"shifts must be positive numbers, got {shifts!r}")
+        self.signs = np.array([1.0, -1.0]) if two_sided else np.array([1.0])
+        self.shape = (int(columns), int(components))
+        tests = self.shape[0] * self.shape[1] * self.signs.size * self.shifts.size
+        self.thresholds = np.array([threshold_for_arl0(arl0 * tests, shift / 2.0) for shift in self.shifts])
+        self._sums = np.zeros((*self.shape, self.signs.size, self.shifts.size))
+        self._detected = False
+
+    def update(self, scores: np.ndarray) -> bool:
+        """Add one update's scores, shape ``(columns, components)``; returns :attr:`drift_detected`."""
+        scores = np.asarray(scores, dtype=float)
+        if scores.shape != self.shape or not np.all(np.isfinite(scores)):
+            raise ValueError(f"scores must be a finite array of shape {self.shape}, got {scores.shape}")
+        signed = scores[:, :, None, None] * self.signs[None, None, :, None]
+        self._sums = np.maximum(0.0, self._sums + signed - self.shifts / 2.0)
+        if np.any(self._sums > self.thresholds):
+            self._detected = True
+        return self._detected
+
+    def reset(self) -> None:
+        """Every CUSUM back to 0, the alarm cleared."""
+        self._sums[:] = 0.0
+        self._detected = False
+
+    @property
+    def drift_detected(self) -> bool:
+        return self._detected
+
+    @property
+    def ratios(self) -> np.ndarray:
+        """(columns,): each column's largest CUSUM relative to its threshold (1: alarm)."""
+        return np.max(self._sums / self.thresholds, axis=(1, 2, 3))
+
+    @property
+    def ratio(self) -> float:
+        """The bank's largest CUSUM relative to its threshold."""
+        return float(self.ratios.max())
+
+    @property
+    def columns_detected(self) -> np.ndarray:
+        """(columns,): the columns whose CUSUMs crossed their thresholds."""
+        return self.ratios > 1.0

@@ -1,152 +1,331 @@
-"""The input-conditioned drift statistic of one layer for one scan.
+r"""The drift monitor of one layer: paired residuals against the fingerprint, judged by what it can predict.
 
-Under no drift since the fingerprint (which the compensator records again
-after every commit), a column's raw output is ``y = y_cal + e``: the
-calibrated response ``y_cal`` (known for every batch from the inputs' moments
-and the fingerprint) and noise ``e`` of variance ``σ_n²``. The batch mean and
-variance of ``y`` then deviate from their prediction only by noise:
+Scans are pooled into **windows** of at least ``window`` samples (a scan of
+two samples carries no variance; no distance is computed from a batch too
+small to carry it). For a window of inputs ``u`` (as the DAC drives them) and
+raw outputs ``y``, each column's residuals ``r = y − ĉ`` against the
+fingerprint's prediction ``ĉ = β u + b`` give three scores, standard normal
+when nothing has drifted:
 
-- ``Δμ = μ_y − m_cal`` with variance ``σ_n² / n`` plus the fingerprint's
-  own prediction error ``σ_n² · mean_leverage``;
-- ``Δv = σ_y² − (v_cal + σ_n²)`` with variance
-  ``(4 v_cal σ_n² (1 + spread_leverage) + 2 σ_n⁴) / n``.
+- **mean**: :math:`\bar r / \sqrt{σ^2/n}` (an offset moves it);
+- **slope**: the regression slope of ``r`` on ``ĉ − \bar ĉ`` over
+  :math:`\sqrt{σ^2 / S_{ĉĉ}}` (a gain moves it, and it needs no model of the
+  inputs' distribution: the pairs are known);
+- **variance**: the Wilson–Hilferty score of the residual variance
+  :math:`s_r^2 / σ^2` on ``n − 2`` degrees of freedom, upward only (noise
+  that grows; its squares then count about half a degree of freedom each).
 
-The leverages (:meth:`~plc_anna.stats.reference.Fingerprint.leverage`) carry
-the fingerprint's own estimation error: without them a layer with many
-inputs and a short calibration alarms on its own estimate.
+The fingerprint is a posterior (:mod:`plc_anna.stats.reference`): its own
+error in predicting this window is a *systematic* error (the same for every
+window at the same operating point), not noise that averages out, so it is
+not added to the variances: each score is shrunk towards 0 by ``dead_zone``
+times the fingerprint's predictive standard deviation of that quantity
+(``σ_m``). In the calibrated region ``σ_m`` is tiny and nothing changes;
+outside it, a deviation the fingerprint cannot rule out counts as no
+evidence, and the window's **coverage** says how much of its input variation
+the fingerprint pinned down. The variance score counts only where the
+fingerprint's own error adds less than a quarter of the noise variance.
 
-``T = Σ_j Δμ_j²/Var Δμ_j + Δv_j²/Var Δv_j`` is then about χ² with
-``2 · n_columns`` degrees of freedom: the conditioned version of the law
-``n · d_FR² ~ χ²₂`` per column. Because the input moments enter the
-prediction, a change of the input process moves it and raises no alarm.
-The Fisher–Rao distance between the predicted and the observed Gaussian is
-reported beside the statistic, in the units of the manifold.
+Four tests share the false-alarm budget ``arl0`` (each gets ``4·arl0``):
 
-:class:`DriftMonitor` feeds the statistic of every scan to a
-:class:`~plc_anna.drift.cusum.ChiSquareCusum`.
+1. :class:`~plc_anna.drift.cusum.ScoreCusum` on the signed mean and slope
+   scores, per column (a sparse drift: a few columns);
+2. the same, upward only and for larger shifts, on the variance scores;
+3. a one-window test of :math:`T = Σ_j (z_{mean}^2 + z_{slope}^2 + z_{var}^2)`
+   against its :math:`χ^2_{3k}` quantile (a large change in many columns: seen
+   in the window it appears);
+4. a :class:`~plc_anna.drift.cusum.ChiSquareCusum` on ``T`` (a small change in
+   many columns, such as conductance drift).
+
+**Faults.** A column whose scores jump beyond what noise can do at this
+window's sample count (:math:`T_j` above its :math:`χ^2_3` quantile at
+``1e-9 / k``) while its Fisher–Rao distance to the prediction grows by more
+than ``fault_distance`` in one window has not drifted: :attr:`fault_detected`.
+
+The Fisher–Rao distance between the predicted Gaussian and the observed one
+is reported per column, with no variance below the ADC's quantization or the
+fingerprint's noise.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
-from plc_anna.drift.cusum import ChiSquareCusum
+from plc_anna.drift.cusum import ChiSquareCusum, ScoreCusum
 from plc_anna.drift.fisher_rao import fisher_rao_distance
-from plc_anna.stats.moments import batch_moments
 from plc_anna.stats.reference import Fingerprint
+
+#: Samples a window needs at least before it is judged.
+DEFAULT_WINDOW = 32
+#: Scores are shrunk by this many predictive standard deviations of the fingerprint's own error.
+DEFAULT_DEAD_ZONE = 4.0
+#: Per-window false-fault probability of the whole layer.
+FAULT_PROBABILITY = 1e-9
+#: The four tests that share the false-alarm budget.
+TESTS = 4
+COMPONENTS = ("mean", "slope", "variance")
+#: Shifts the variance CUSUMs are tuned for: noise that grows by a fifth and more. Smaller ones are not
+#: worth an alarm, and converter rounding alone moves a column's residual variance by a few percent
+#: between input regions.
+VARIANCE_SHIFTS = (2.0, 6.0, 15.0)
 
 
 @dataclass(frozen=True)
-class ScanStatistic:
-    """The drift evidence of one scan."""
+class WindowStatistic:
+    """The drift evidence of one window (arrays per column)."""
 
-    statistic: float            # T, chi-square with dof under no drift
+    count: int
+    scores: np.ndarray          # (k, 3): mean, slope and variance scores, N(0, 1) under no drift
+    statistic: float            # Σ scores², chi-square with ``dof`` under no drift
     dof: int
-    distances: np.ndarray       # per-column Fisher–Rao distance, predicted vs observed
+    distances: np.ndarray       # Fisher–Rao distance, predicted vs observed Gaussian
+    coverage: float             # share of the window's input variation the fingerprint pinned down
+    residual_mean: np.ndarray   # mean residual, output units
     expected_mean: np.ndarray
     expected_var: np.ndarray
+    observed_mean: np.ndarray
+    observed_var: np.ndarray
+
+    @property
+    def column_statistic(self) -> np.ndarray:
+        """(k,): each column's Σ scores² (chi-square with 3 degrees of freedom under no drift)."""
+        return np.sum(self.scores**2, axis=1)
 
 
-def conditioned_statistic(n: int, output_mean: np.ndarray, output_var: np.ndarray, cal_mean: np.ndarray,
-                          cal_var: np.ndarray, noise_var: np.ndarray, mean_leverage: float = 0.0,
-                          spread_leverage: float = 0.0) -> ScanStatistic:
-    """The statistic for a batch of ``n`` samples (all arrays per column).
-
-    Examples
-    --------
-    >>> k = np.ones(2)
-    >>> s = conditioned_statistic(64, output_mean=k, output_var=4 * k + 0.01, cal_mean=k, cal_var=4 * k,
-    ...                           noise_var=0.01 * k)
-    >>> s.statistic, s.dof
-    (0.0, 4)
-    """
-    if n < 2:
-        raise ValueError(f"a scan needs at least 2 samples, got {n}")
-    expected_mean = cal_mean
-    signal = cal_var
-    expected_var = signal + noise_var
-    var_mean = noise_var * (1.0 / n + mean_leverage)
-    var_var = (4.0 * signal * noise_var * (1.0 + spread_leverage) + 2.0 * noise_var**2) / n
-    statistic = float(np.sum((output_mean - expected_mean) ** 2 / var_mean
-                             + (output_var - expected_var) ** 2 / var_var))
-    distances = fisher_rao_distance(expected_mean, np.sqrt(expected_var), output_mean,
-                                    np.sqrt(np.maximum(output_var, 1e-300)))
-    return ScanStatistic(statistic=statistic, dof=2 * int(np.size(output_mean)), distances=distances,
-                         expected_mean=expected_mean, expected_var=expected_var)
-
-
-#: Default variance floor of a column's mean prediction, in units of the noise variance.
-#: A linear fingerprint cannot represent converter rounding: when the live inputs fall
-#: between the values seen at calibration (a process shift), each column's batch mean
-#: moves by a few tenths of the noise standard deviation without any drift. Deviations
-#: of the mean below about half the noise floor are therefore not taken as evidence;
-#: the detection benchmark shows what this costs (mean-only changes under the 2 %
-#: deadband are seen later) and what it saves (no alarms on process shifts).
-DEFAULT_MODEL_ERROR = 0.3
+def _shrink(value: np.ndarray, systematic: np.ndarray, noise: np.ndarray, dead_zone: float) -> np.ndarray:
+    """``value`` less ``dead_zone`` systematic standard deviations (never past 0), over the noise's."""
+    return np.sign(value) * np.maximum(np.abs(value) - dead_zone * systematic, 0.0) / noise
 
 
 class DriftMonitor:
-    """Input-conditioned drift detector of one layer, in the style of river's detectors.
+    """Drift and fault detector of one layer, in the style of river's detectors.
 
-    ``update(inputs, outputs)`` feeds one scan and returns whether drift is
-    detected (the same as the read-only ``drift_detected`` afterwards);
-    ``reset()`` starts the CUSUM afresh.
+    ``update(inputs, outputs)`` feeds one scan (inputs as the DAC drives them)
+    and returns :attr:`drift_detected`; a window is judged once it holds
+    ``window`` samples (:attr:`window_closed`, :attr:`last`). ``reset()``
+    starts every test afresh.
 
     Parameters
     ----------
     fingerprint
-        The calibrated response of the layer.
+        The layer's posterior response.
     arl0
-        Target mean number of scans between false alarms.
-    shift
-        Mean shift of the statistic's normal score the CUSUM is tuned for.
-    model_error
-        Variance floor, as a fraction of the noise variance, on the
-        prediction of each column's batch mean: quantization and other
-        deterministic nonlinearity are not independent noise, and a process
-        change shifts their mean (see :data:`DEFAULT_MODEL_ERROR`).
+        Target mean number of windows between false alarms.
+    window
+        Samples a window needs at least.
+    dead_zone
+        Predictive standard deviations of the fingerprint's own error that count as no evidence.
+    fault_distance
+        Growth of a column's Fisher–Rao distance in one window that, with significant scores, is a fault.
+    output_floor
+        Smallest output variance to believe (the ADC's ``step² / 12``).
     """
 
-    def __init__(self, fingerprint: Fingerprint, arl0: float = 1e6, shift: float = 1.0,
-                 model_error: float = DEFAULT_MODEL_ERROR) -> None:
-        self.fingerprint = fingerprint
-        self.arl0 = arl0
-        self.shift = shift
-        self.model_error = model_error
-        self.detector = ChiSquareCusum(dof=2 * fingerprint.weights.shape[0], arl0=arl0, shift=shift)
-        self._last: ScanStatistic | None = None
-        self._calibrated: np.ndarray | None = None
+    def __init__(self, fingerprint: Fingerprint, arl0: float = 1e6, window: int = DEFAULT_WINDOW,
+                 dead_zone: float = DEFAULT_DEAD_ZONE, fault_distance: float = 1.0,
+                 output_floor: float = 0.0) -> None:
+        if not (isinstance(window, int) and window >= 4):
+            raise ValueError(f"window must be an integer >= 4 samples, got {window!r}")
+        self.arl0, self.window, self.dead_zone = arl0, window, dead_zone
+        self.fault_distance, self.output_floor = fault_distance, output_floor
+        k = fingerprint.n_outputs
+        self.signed = ScoreCusum(k, 2, arl0=TESTS * arl0)
+        self.spread = ScoreCusum(k, 1, arl0=TESTS * arl0, two_sided=False, shifts=VARIANCE_SHIFTS)
+        self.omnibus = ChiSquareCusum(dof=3 * k, arl0=TESTS * arl0)
+        self.window_limit = float(stats.chi2.isf(1.0 / (TESTS * arl0), 3 * k))
+        self.fault_limit = float(stats.chi2.isf(FAULT_PROBABILITY / k, 3))
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_count = 0
+        self._last: WindowStatistic | None = None
+        self._previous_distances: np.ndarray | None = None
+        self._closed = False
+        self._fault = False
+        self._fault_columns = np.zeros(k, dtype=bool)
+        self._shewhart = False
+        self.windows = 0
+        self.set_fingerprint(fingerprint)
 
+    def set_fingerprint(self, fingerprint: Fingerprint) -> None:
+        """Judge from now on against ``fingerprint`` (a grown one: same layer); the tests go on."""
+        self.fingerprint = fp = fingerprint
+        self._inverse = 1.0 / (fp.scatter[:, None] + fp.prior_precision[None, :])         # (d, k)
+        # How the prior mean's column scale error reaches a prediction: through the prior's share.
+        prior_share = fp.prior_precision[None, :] * self._inverse
+        self._scale_map = prior_share * (fp.basis.T @ fp.programmed.T)                    # (d, k)
+
+    # ----------------------------------------------------------------- read-only
     @property
     def drift_detected(self) -> bool:
-        return self.detector.drift_detected
+        return self.signed.drift_detected or self.spread.drift_detected or self._shewhart \
+            or self.omnibus.drift_detected
 
     @property
-    def last(self) -> ScanStatistic | None:
-        """The statistic of the last scan measured."""
+    def fault_detected(self) -> bool:
+        """Whether the last window showed a jump that is not drift (see the module docstring)."""
+        return self._fault
+
+    @property
+    def fault_columns(self) -> np.ndarray:
+        return self._fault_columns.copy()
+
+    @property
+    def window_closed(self) -> bool:
+        """Whether the last update completed (and judged) a window."""
+        return self._closed
+
+    @property
+    def last(self) -> WindowStatistic | None:
+        """The statistic of the last window judged."""
         return self._last
 
     @property
-    def calibrated(self) -> np.ndarray | None:
-        """The last scan's calibrated response ``W_cal x + b_cal``, (n, n_out)."""
-        return self._calibrated
+    def ratio(self) -> float:
+        """How close the tests are to an alarm: the largest CUSUM relative to its threshold (1: alarm)."""
+        return max(self.signed.ratio, self.spread.ratio, self.omnibus.cusum / self.omnibus.threshold)
 
-    def measure(self, inputs: np.ndarray, outputs: np.ndarray) -> ScanStatistic:
-        """The statistic of one scan, without feeding the detector."""
-        fp = self.fingerprint
-        self._calibrated = fp.predict(inputs)
-        out, cal = batch_moments(outputs), batch_moments(self._calibrated)
-        mean_leverage, spread_leverage = fp.leverage(inputs)
-        self._last = conditioned_statistic(outputs.shape[0], out.mean, out.var, cal.mean, cal.var, fp.noise_var,
-                                           mean_leverage=mean_leverage + self.model_error,
-                                           spread_leverage=spread_leverage)
-        return self._last
+    def evidence(self) -> np.ndarray:
+        """(k,): each column's largest CUSUM relative to its threshold."""
+        return np.maximum(self.signed.ratios, self.spread.ratios)
 
+    # ------------------------------------------------------------------ update
     def update(self, inputs: np.ndarray, outputs: np.ndarray) -> bool:
-        """Measure one scan and feed the CUSUM; returns ``drift_detected``."""
-        return self.detector.update(self.measure(inputs, outputs).statistic)
+        """Pool one scan; judge a window when it is complete. Returns :attr:`drift_detected`."""
+        self._closed = False
+        self._fault = False
+        if inputs.shape[0] == 0:
+            return self.drift_detected
+        self._pending.append((inputs, outputs))
+        self._pending_count += inputs.shape[0]
+        if self._pending_count < self.window:
+            return self.drift_detected
+        u = np.vstack([p[0] for p in self._pending]) if len(self._pending) > 1 else inputs
+        y = np.vstack([p[1] for p in self._pending]) if len(self._pending) > 1 else outputs
+        self._pending, self._pending_count = [], 0
+        self._judge(self.measure(u, y))
+        return self.drift_detected
+
+    def discard(self) -> None:
+        """Forget the samples pooled for a window that has not closed (after a change of the correction)."""
+        self._pending, self._pending_count = [], 0
 
     def reset(self) -> None:
-        self.detector.reset()
+        """Every test back to 0 and the pooled samples dropped (after a commit or a new fingerprint)."""
+        self.signed.reset()
+        self.spread.reset()
+        self.omnibus.reset()
+        self._shewhart = False
+        self._previous_distances = None
+        self.discard()
+
+    def measure(self, inputs: np.ndarray, outputs: np.ndarray) -> WindowStatistic:
+        """The statistic of one window (n >= 3 samples), without feeding the tests."""
+        fp = self.fingerprint
+        n = inputs.shape[0]
+        if n < 3:
+            raise ValueError(f"a window needs at least 3 samples, got {n}")
+        predicted = fp.predict(inputs)                                   # (n, k)
+        residual = outputs - predicted
+        residual_mean = residual.mean(axis=0)
+        input_mean = inputs.mean(axis=0)
+        offset = fp.basis.T @ (input_mean - fp.input_mean)               # (d,)
+        spread = (inputs - input_mean) @ fp.basis                        # (n, d)
+        noise = fp.noise_var
+        # mean: noise sigma^2/n; the fingerprint's own error along the window's offset (systematic)
+        scale_error = offset @ self._scale_map
+        model_mean = noise * (1.0 / fp.count + (offset**2) @ self._inverse) + fp.scale_var * scale_error**2
+        mean_score = _shrink(residual_mean, np.sqrt(model_mean), np.sqrt(noise / n), self.dead_zone)
+        # slope of the residuals on the centred prediction
+        centred = predicted - predicted.mean(axis=0)
+        s_cc = np.einsum("ij,ij->j", centred, centred)
+        informative = s_cc > 1e-9 * noise
+        s_cc = np.where(informative, s_cc, 1.0)
+        deviation = residual - residual_mean
+        slope = np.einsum("ij,ij->j", centred, deviation) / s_cc
+        lever = spread.T @ centred                                       # (d, k)
+        model_slope = (noise * np.sum(lever**2 * self._inverse, axis=0)
+                       + fp.scale_var * np.sum(self._scale_map * lever, axis=0) ** 2) / s_cc**2
+        slope_score = np.where(informative, _shrink(slope, np.sqrt(model_slope), np.sqrt(noise / s_cc),
+                                                    self.dead_zone), 0.0)
+        # residual variance after the slope, against the noise
+        dof = n - 2
+        residual_var = np.maximum(np.einsum("ij,ij->j", deviation, deviation) - np.where(informative, slope**2 * s_cc,
+                                                                                          0.0), 0.0) / dof
+        model_var = np.sum(spread**2, axis=0) @ self._inverse / dof       # expected excess, in units of noise
+        ratio = residual_var / noise - model_var
+        ratio = np.where(ratio > 1.0, np.maximum(ratio - self.dead_zone * model_var, 1.0),
+                         np.minimum(ratio + self.dead_zone * model_var, 1.0))
+        c = 2.0 / (9.0 * dof)
+        # Only noise that grows is evidence: a quieter column has not drifted (and a fingerprint taken while
+        # the hardware moved overstates the noise).
+        variance_score = np.where(model_var < 0.25, np.maximum((np.cbrt(ratio) - (1.0 - c)) / math.sqrt(c), 0.0),
+                                  0.0)
+        scores = np.column_stack([mean_score, slope_score, variance_score])
+        # the Gaussians for the distance, with no variance below the converter's or the noise's
+        expected_mean = predicted.mean(axis=0)
+        expected_var = np.maximum(centred.var(axis=0) + noise, self.output_floor)
+        observed_mean, observed_var = outputs.mean(axis=0), outputs.var(axis=0)
+        floor = np.maximum(noise, self.output_floor)
+        distances = fisher_rao_distance(expected_mean, np.sqrt(expected_var), observed_mean,
+                                        np.sqrt(np.maximum(observed_var, floor)))
+        coverage = fp.coverage(offset, np.mean(spread**2, axis=0))
+        return WindowStatistic(count=n, scores=scores, statistic=float(np.sum(scores**2)), dof=scores.size,
+                               distances=distances, coverage=coverage, residual_mean=residual_mean,
+                               expected_mean=expected_mean, expected_var=expected_var, observed_mean=observed_mean,
+                               observed_var=observed_var)
+
+    def _judge(self, window: WindowStatistic) -> None:
+        self._last, self._closed = window, True
+        self.windows += 1
+        self.signed.update(window.scores[:, :2])
+        self.spread.update(window.scores[:, 2:])
+        self.omnibus.update(window.statistic)
+        if window.statistic > self.window_limit:
+            self._shewhart = True
+        previous, self._previous_distances = self._previous_distances, window.distances
+        if previous is not None:
+            jump = (window.column_statistic > self.fault_limit) & (window.distances - previous > self.fault_distance)
+            self._fault_columns = jump
+            self._fault = bool(jump.any())
+
+    # ------------------------------------------------------------------ words
+    def reason(self) -> str:
+        """Why the tests stand where they stand: which test, which columns, how far, at what coverage."""
+        window = self._last
+        if window is None:
+            return "no window judged yet"
+        if self._fault:
+            columns = np.flatnonzero(self._fault_columns)
+            return (f"column{'s' if columns.size > 1 else ''} {_list(columns)} jumped: scores "
+                    f"{_scores(window, columns[0])} and a Fisher-Rao distance of "
+                    f"{float(window.distances[columns[0]]):.3g} in one window of {window.count} samples, "
+                    f"coverage {window.coverage:.2f}")
+        evidence = self.evidence()
+        top = np.argsort(evidence)[::-1][:3]
+        if self._shewhart:
+            test = (f"one window's chi-square {window.statistic:.1f} on {window.dof} degrees of freedom exceeded "
+                    f"{self.window_limit:.1f}")
+            top = np.argsort(window.column_statistic)[::-1][:3]
+        elif self.omnibus.drift_detected or (self.omnibus.cusum / self.omnibus.threshold
+                                             >= max(self.signed.ratio, self.spread.ratio)):
+            test = (f"the all-column CUSUM stands at {self.omnibus.cusum / self.omnibus.threshold:.0%} of its "
+                    "threshold")
+            top = np.argsort(window.column_statistic)[::-1][:3]
+        else:
+            strongest = int(np.argmax(np.abs(window.scores[top[0]])))
+            test = (f"the {COMPONENTS[strongest]} CUSUM of column {int(top[0])} stands at "
+                    f"{float(evidence[top[0]]):.0%} of its threshold")
+        return (f"{test}; strongest columns {_list(top)} (scores mean/slope/variance "
+                f"{_scores(window, int(top[0]))}); coverage {window.coverage:.2f} over {window.count} samples")
+
+
+def _list(columns) -> str:
+    columns = [int(c) for c in columns]
+    return ", ".join(map(str, columns[:5])) + (f" (+{len(columns) - 5} more)" if len(columns) > 5 else "")
+
+
+def _scores(window: WindowStatistic, column: int) -> str:
+    return "/".join(f"{float(v):+.1f}" for v in window.scores[column])

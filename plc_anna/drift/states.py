@@ -5,7 +5,9 @@
     Calibrating ──► Nominal ──► Suspect ──► Drifting ──► Compensating ──► Nominal
                        ▲           │            │  (within deadband)         │
                        └───────────┘            └──► Nominal   rollback ─────┘
-    any state ──► Fault (an abrupt change that is not drift; cleared by calibration)
+    any state ──► Fault (an abrupt change that is not drift): a jump clears itself once the windows
+                  match the fingerprint again (a process excursion); a fault against the drift
+                  trend holds until calibration
 
 Severities follow OPC UA's 1…1000 scale so a server can publish them as-is.
 """
@@ -41,6 +43,8 @@ class EventKind(str, enum.Enum):
     CLIPPED = "clipped"
     MAINTENANCE = "maintenance"
     FAULT = "fault"
+    FAULT_CLEARED = "fault_cleared"
+    COVERAGE_GROWN = "coverage_grown"
 
 
 SEVERITY: dict[EventKind, int] = {
@@ -55,6 +59,8 @@ SEVERITY: dict[EventKind, int] = {
     EventKind.CLIPPED: 500,
     EventKind.MAINTENANCE: 800,
     EventKind.FAULT: 900,
+    EventKind.FAULT_CLEARED: 300,
+    EventKind.COVERAGE_GROWN: 100,
 }
 
 

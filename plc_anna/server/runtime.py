@@ -12,6 +12,7 @@ advances ``age_rate`` simulated seconds per second of wall time.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from plc_anna.device.base import AnalogNetwork
 from plc_anna.device.simulated import HORIZON_S, SimulatedNetwork
 from plc_anna.drift.states import DriftState, Event
 from plc_anna.loop import ScanLoop, apply_device_corrections
+
+logger = logging.getLogger(__name__)
 
 #: Age at which a freshly programmed simulated network starts (its t0 fingerprint a minute later).
 START_AGE_S = 60.0
@@ -269,7 +272,10 @@ class Runtime:
                 raise ValueError(f"a saved age of {age} s is outside 0..{HORIZON_S:.4g} s")
             if not 1.0 <= temperature <= 1000.0:
                 raise ValueError(f"a saved temperature of {temperature} K is outside 1..1000 K")
-        self.compensator.load_state_dict(saved)
+        recalibrating = self.compensator.load_state_dict(saved)
+        if recalibrating:
+            logger.warning("the saved fingerprint of layer(s) %s is of an older format: they calibrate again from "
+                           "live data (corrections and drift history kept)", ", ".join(map(str, recalibrating)))
         if isinstance(self.net, SimulatedNetwork):
             self.net.set_age(max(age, self.net.age_s))
             if temperature != self.net.temperature_k:
@@ -294,9 +300,7 @@ def _layer_snapshot(layer, samples: int) -> LayerSnapshot:
     n = layer.n_out
     distances = np.full(n, math.nan) if last is None else np.asarray(last.distances, dtype=float)
     pending = layer.pending
-    # The compensator fits the latent once its trend is established; reading the rates earlier would
-    # run that fit here, inside the scan.
-    trend = np.asarray(layer.latent.rates[0], dtype=float) if layer.trend_established else np.zeros(0)
+    trend = layer.gain_trend
     life = layer.remaining_life
     if life is not None:
         life_s: float | None = float(life.age_s)

@@ -46,7 +46,8 @@ from plc_anna.contract.logic import DEFAULTS, CorrectionBlock, Status
 from plc_anna.contract.tagmap import LinkSettings, TagMap
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.device.crossbar import HORIZON_S
-from plc_anna.device.network import activate, digital_forward
+from plc_anna.activations import activate
+from plc_anna.device.network import digital_forward
 
 PASSWORD_ENV = "PLC_ANNA_PLC_PASSWORD"  #: the environment variable a tag map names for the PLC password
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from plc_anna.converters import quantize
 from plc_anna.device import physics
 from plc_anna.device.crossbar import Crossbar
 from plc_anna.device.params import PRESETS
@@ -53,7 +54,7 @@ def test_arrhenius_is_one_at_reference_and_grows_with_temperature():
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_quantize_levels(bits):
     u = np.linspace(-1.5, 1.5, 10001)
-    q = physics.quantize(u, bits)
+    q = quantize(u, bits)
     assert q.min() == -1 and q.max() == 1
     assert np.unique(q).size == 2 ** bits - 1
     assert np.max(np.abs(q - np.clip(u, -1, 1))) <= 0.5 / (2 ** (bits - 1) - 1) + 1e-12

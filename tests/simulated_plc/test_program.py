@@ -8,7 +8,8 @@ import tomllib
 import numpy as np
 import pytest
 
-from plc_anna.device.network import activate, digital_forward, network_from_arrays
+from plc_anna.activations import activate
+from plc_anna.device.network import digital_forward, network_from_arrays
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.contract.logic import Status
 from plc_anna.contract.layout import (
