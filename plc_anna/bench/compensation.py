@@ -16,7 +16,12 @@ evaluation half of the held-out data:
   pre-activations of the same live samples (labels the others never see).
 
 ``output_error`` is the RMS error of the network outputs against the ideal
-digital network, relative to the RMS of the ideal outputs.
+digital network, relative to the RMS of the ideal outputs; ``oracle_ratio``
+per age is plc-anna's output error over the oracle's.
+
+The networks are the two shipped ones and, by default, the benchmark's own
+(:mod:`plc_anna.bench.networks`: other sizes and tasks, trained on data sets
+scikit-learn ships), or any ``.npz`` network with its data.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from plc_anna.bench import pyplot
+from plc_anna.bench.networks import BENCH_NETWORKS, load_bench_network
 from plc_anna.bench.scoring import identity_corrections, oracle_corrections, score
 from plc_anna.bench.streams import SCENARIOS, Split, draw, split
 from plc_anna.compensator import CompensatorConfig
@@ -39,6 +45,10 @@ from plc_anna.loop import ScanLoop, apply_device_corrections
 from plc_anna.units import format_age
 
 METHODS = ("none", "gdc", "gdc_column", "plc_anna", "oracle")
+DEFAULT_NETS = ("digits", "thermocouple", *BENCH_NETWORKS)
+#: The issue's targets: output error at most this many times the oracle's, recovered fraction at least this.
+ORACLE_RATIO_TARGET = 1.05
+RECOVERED_TARGET = 0.9
 CALIBRATION_AGE_S = 60.0
 DEFAULT_AGES_S = (3600.0, 86400.0, 30 * 86400.0, 365.25 * 86400.0, 10 * 365.25 * 86400.0)
 SCAN_SAMPLES = 64
@@ -101,11 +111,16 @@ def _mean_rows(per_seed: list[dict[str, Any]], metric_name: str) -> list[dict[st
         none, ours, oracle = (methods[m]["output_error"] for m in ("none", "plc_anna", "oracle"))
         recovered = (none - ours) / (none - oracle) if none - oracle > 1e-12 else None
         ages.append({"age_s": row["age_s"], "age": format_age(row["age_s"]), "metric_name": metric_name,
-                     "methods": methods, "recovered_fraction": recovered})
+                     "methods": methods, "recovered_fraction": recovered,
+                     "oracle_ratio": ours / oracle if oracle > 1e-12 else None})
     return ages
 
 
-def compensation_benchmark(nets: Sequence[str | Path] = ("digits", "thermocouple"),
+def _network(name: str | Path) -> Network:
+    return load_bench_network(str(name)) if str(name) in BENCH_NETWORKS else load_network(name)
+
+
+def compensation_benchmark(nets: Sequence[str | Path] = DEFAULT_NETS,
                            devices: Sequence[str | Path] = ("pcm", "hermes"),
                            ages_s: Sequence[float] = DEFAULT_AGES_S, seeds: int = 3, samples: int = 16384,
                            data: str | Path | None = None, scenarios: Sequence[str] = SCENARIOS,
@@ -129,7 +144,7 @@ def compensation_benchmark(nets: Sequence[str | Path] = ("digits", "thermocouple
             raise ValueError(f"{data}: not a .npz archive of plain arrays X and y ({exc})") from None
     runs = []
     for net_name in nets:
-        network = load_network(net_name)
+        network = _network(net_name)
         data_split = split(network, *(extra or (None, None)))
         for device in devices:
             params = load_device_params(device)
@@ -153,21 +168,29 @@ def compensation_benchmark(nets: Sequence[str | Path] = ("digits", "thermocouple
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets, checked on the measured numbers (True/False, never assumed)."""
-    at_or_below_gdc = []
-    recovered_from_1d = []
+    """The targets, checked on the measured numbers (True/False, never assumed), with the cases that miss."""
+    at_or_below_gdc, ratios, recovered = [], [], []
     for run in runs:
+        case = f"{run['net']} / {run['device']} / {run['scenario']}"
         for row in run["ages"]:
             m = row["methods"]
             at_or_below_gdc.append(m["plc_anna"]["output_error"] <= min(m["gdc"]["output_error"],
                                                                          m["gdc_column"]["output_error"]))
-            if row["age_s"] >= 86400.0 and row["recovered_fraction"] is not None:
-                recovered_from_1d.append(row["recovered_fraction"])
+            if row["age_s"] >= 3600.0:
+                ratios.append((row["oracle_ratio"], f"{case} at {row['age']}"))
+                recovered.append((row["recovered_fraction"], f"{case} at {row['age']}"))
+    worst_ratio = max(ratios, key=lambda r: -1 if r[0] is None else r[0], default=(None, ""))
+    worst_recovered = min(recovered, key=lambda r: 2 if r[0] is None else r[0], default=(None, ""))
     return {
         "plc_anna_at_or_below_gdc_everywhere": bool(all(at_or_below_gdc)),
         "cases_at_or_below_gdc": f"{sum(at_or_below_gdc)}/{len(at_or_below_gdc)}",
-        "min_recovered_fraction_from_1d": float(min(recovered_from_1d)) if recovered_from_1d else None,
-        "recovered_fraction_target_met": bool(recovered_from_1d) and min(recovered_from_1d) >= 0.9,
+        "max_oracle_ratio_from_1h": worst_ratio[0], "max_oracle_ratio_case": worst_ratio[1],
+        "oracle_ratio_target_met": bool(ratios) and all(r is not None and r <= ORACLE_RATIO_TARGET
+                                                        for r, _ in ratios),
+        "cases_above_oracle_ratio_target": [case for r, case in ratios if r is None or r > ORACLE_RATIO_TARGET],
+        "min_recovered_fraction_from_1h": worst_recovered[0], "min_recovered_fraction_case": worst_recovered[1],
+        "recovered_fraction_target_met": bool(recovered) and all(r is not None and r >= RECOVERED_TARGET
+                                                                 for r, _ in recovered),
     }
 
 

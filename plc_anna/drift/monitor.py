@@ -26,16 +26,25 @@ evidence, and the window's **coverage** says how much of its input variation
 the fingerprint pinned down. The variance score counts only where the
 fingerprint's own error adds less than a quarter of the noise variance.
 
-Four tests share the false-alarm budget ``arl0`` (each gets ``4·arl0``):
+Five tests share the false-alarm budget ``arl0`` (each gets ``5·arl0``):
 
 1. :class:`~plc_anna.drift.cusum.ScoreCusum` on the signed mean and slope
-   scores, per column (a sparse drift: a few columns);
+   scores, per column, and on their combination that a change of the
+   column's gain moves most (weights as in test 3): a sparse drift, a few
+   columns;
 2. the same, upward only and for larger shifts, on the variance scores;
-3. a one-window test of :math:`T = Σ_j (z_{mean}^2 + z_{slope}^2 + z_{var}^2)`
+3. the same on two scores of the whole layer: a gain all columns share
+   (conductance decay: each column's evidence is small, their sum is not), the
+   optimal combination :math:`Σ_j (w_{μ,j} z_{mean,j} + w_{s,j} z_{slope,j}) /
+   \sqrt{Σ_j (w_{μ,j}^2 + w_{s,j}^2)}` with :math:`w_μ = \sqrt{n}\,\bar ĉ/σ` and
+   :math:`w_s = \sqrt{S_{ĉĉ}}/σ` (a gain ``1 + δ`` moves ``z_mean`` by
+   :math:`δ w_μ` and ``z_slope`` by :math:`δ w_s`), and an offset all columns
+   share, :math:`Σ_j z_{mean,j}/\sqrt{k}`;
+4. a one-window test of :math:`T = Σ_j (z_{mean}^2 + z_{slope}^2 + z_{var}^2)`
    against its :math:`χ^2_{3k}` quantile (a large change in many columns: seen
    in the window it appears);
-4. a :class:`~plc_anna.drift.cusum.ChiSquareCusum` on ``T`` (a small change in
-   many columns, such as conductance drift).
+5. a :class:`~plc_anna.drift.cusum.ChiSquareCusum` on ``T`` (a small change in
+   many columns in different directions).
 
 **Faults.** A column whose scores jump beyond what noise can do at this
 window's sample count (:math:`T_j` above its :math:`χ^2_3` quantile at
@@ -65,8 +74,8 @@ DEFAULT_WINDOW = 32
 DEFAULT_DEAD_ZONE = 4.0
 #: Per-window false-fault probability of the whole layer.
 FAULT_PROBABILITY = 1e-9
-#: The four tests that share the false-alarm budget.
-TESTS = 4
+#: The tests that share the false-alarm budget.
+TESTS = 5
 COMPONENTS = ("mean", "slope", "variance")
 #: Shifts the variance CUSUMs are tuned for: noise that grows by a fifth and more. Smaller ones are not
 #: worth an alarm, and converter rounding alone moves a column's residual variance by a few percent
@@ -80,6 +89,8 @@ class WindowStatistic:
 
     count: int
     scores: np.ndarray          # (k, 3): mean, slope and variance scores, N(0, 1) under no drift
+    gain: np.ndarray            # (k,): each column's gain score (its mean and slope scores, optimally weighted)
+    shared: np.ndarray          # (2,): the layer's common-gain and common-offset scores, N(0, 1) under no drift
     statistic: float            # Σ scores², chi-square with ``dof`` under no drift
     dof: int
     distances: np.ndarray       # Fisher–Rao distance, predicted vs observed Gaussian
@@ -133,8 +144,9 @@ class DriftMonitor:
         self.arl0, self.window, self.dead_zone = arl0, window, dead_zone
         self.fault_distance, self.output_floor = fault_distance, output_floor
         k = fingerprint.n_outputs
-        self.signed = ScoreCusum(k, 2, arl0=TESTS * arl0)
+        self.signed = ScoreCusum(k, 3, arl0=TESTS * arl0)
         self.spread = ScoreCusum(k, 1, arl0=TESTS * arl0, two_sided=False, shifts=VARIANCE_SHIFTS)
+        self.shared = ScoreCusum(1, 2, arl0=TESTS * arl0)
         self.omnibus = ChiSquareCusum(dof=3 * k, arl0=TESTS * arl0)
         self.window_limit = float(stats.chi2.isf(1.0 / (TESTS * arl0), 3 * k))
         self.fault_limit = float(stats.chi2.isf(FAULT_PROBABILITY / k, 3))
@@ -160,8 +172,8 @@ class DriftMonitor:
     # ----------------------------------------------------------------- read-only
     @property
     def drift_detected(self) -> bool:
-        return self.signed.drift_detected or self.spread.drift_detected or self._shewhart \
-            or self.omnibus.drift_detected
+        return self.signed.drift_detected or self.spread.drift_detected or self.shared.drift_detected \
+            or self._shewhart or self.omnibus.drift_detected
 
     @property
     def fault_detected(self) -> bool:
@@ -185,7 +197,7 @@ class DriftMonitor:
     @property
     def ratio(self) -> float:
         """How close the tests are to an alarm: the largest CUSUM relative to its threshold (1: alarm)."""
-        return max(self.signed.ratio, self.spread.ratio, self.omnibus.cusum / self.omnibus.threshold)
+        return max(self.signed.ratio, self.spread.ratio, self.shared.ratio, self.omnibus.cusum / self.omnibus.threshold)
 
     def evidence(self) -> np.ndarray:
         """(k,): each column's largest CUSUM relative to its threshold."""
@@ -216,6 +228,7 @@ class DriftMonitor:
         """Every test back to 0 and the pooled samples dropped (after a commit or a new fingerprint)."""
         self.signed.reset()
         self.spread.reset()
+        self.shared.reset()
         self.omnibus.reset()
         self._shewhart = False
         self._previous_distances = None
@@ -254,7 +267,9 @@ class DriftMonitor:
         dof = n - 2
         residual_var = np.maximum(np.einsum("ij,ij->j", deviation, deviation) - np.where(informative, slope**2 * s_cc,
                                                                                           0.0), 0.0) / dof
-        model_var = np.sum(spread**2, axis=0) @ self._inverse / dof       # expected excess, in units of noise
+        # expected excess from the fingerprint's own error (its weights and its columns' scale), in units of noise
+        model_var = (np.sum(spread**2, axis=0) @ self._inverse
+                     + fp.scale_var * np.sum((spread @ self._scale_map) ** 2, axis=0) / noise) / dof
         ratio = residual_var / noise - model_var
         ratio = np.where(ratio > 1.0, np.maximum(ratio - self.dead_zone * model_var, 1.0),
                          np.minimum(ratio + self.dead_zone * model_var, 1.0))
@@ -264,6 +279,14 @@ class DriftMonitor:
         variance_score = np.where(model_var < 0.25, np.maximum((np.cbrt(ratio) - (1.0 - c)) / math.sqrt(c), 0.0),
                                   0.0)
         scores = np.column_stack([mean_score, slope_score, variance_score])
+        # the layer's common gain and common offset (see the module docstring)
+        weights = np.column_stack([predicted.mean(axis=0) * math.sqrt(n), np.sqrt(np.where(informative, s_cc, 0.0))])
+        weights = weights / np.sqrt(noise)[:, None]
+        column_norm = np.sqrt(np.maximum(np.sum(weights**2, axis=1), 1e-300))
+        gain = np.sum(weights * scores[:, :2], axis=1) / column_norm
+        norm = math.sqrt(max(float(np.sum(weights**2)), 1e-300))
+        shared = np.array([float(np.sum(weights * scores[:, :2])) / norm,
+                           float(np.sum(mean_score)) / math.sqrt(mean_score.size)])
         # the Gaussians for the distance, with no variance below the converter's or the noise's
         expected_mean = predicted.mean(axis=0)
         expected_var = np.maximum(centred.var(axis=0) + noise, self.output_floor)
@@ -272,7 +295,8 @@ class DriftMonitor:
         distances = fisher_rao_distance(expected_mean, np.sqrt(expected_var), observed_mean,
                                         np.sqrt(np.maximum(observed_var, floor)))
         coverage = fp.coverage(offset, np.mean(spread**2, axis=0))
-        return WindowStatistic(count=n, scores=scores, statistic=float(np.sum(scores**2)), dof=scores.size,
+        return WindowStatistic(count=n, scores=scores, gain=gain, shared=shared, statistic=float(np.sum(scores**2)),
+                               dof=scores.size,
                                distances=distances, coverage=coverage, residual_mean=residual_mean,
                                expected_mean=expected_mean, expected_var=expected_var, observed_mean=observed_mean,
                                observed_var=observed_var)
@@ -280,8 +304,9 @@ class DriftMonitor:
     def _judge(self, window: WindowStatistic) -> None:
         self._last, self._closed = window, True
         self.windows += 1
-        self.signed.update(window.scores[:, :2])
+        self.signed.update(np.column_stack([window.scores[:, :2], window.gain]))
         self.spread.update(window.scores[:, 2:])
+        self.shared.update(window.shared[None, :])
         self.omnibus.update(window.statistic)
         if window.statistic > self.window_limit:
             self._shewhart = True
@@ -309,6 +334,12 @@ class DriftMonitor:
             test = (f"one window's chi-square {window.statistic:.1f} on {window.dof} degrees of freedom exceeded "
                     f"{self.window_limit:.1f}")
             top = np.argsort(window.column_statistic)[::-1][:3]
+        elif self.shared.drift_detected or self.shared.ratio >= max(self.signed.ratio, self.spread.ratio,
+                                                                    self.omnibus.cusum / self.omnibus.threshold):
+            test = (f"the CUSUM of the {'gain' if abs(window.shared[0]) >= abs(window.shared[1]) else 'offset'} all "
+                    f"columns share stands at {self.shared.ratio:.0%} of its threshold (score "
+                    f"{float(window.shared[np.argmax(np.abs(window.shared))]):+.1f} this window)")
+            top = np.argsort(np.abs(window.scores[:, 1]))[::-1][:3]
         elif self.omnibus.drift_detected or (self.omnibus.cusum / self.omnibus.threshold
                                              >= max(self.signed.ratio, self.spread.ratio)):
             test = (f"the all-column CUSUM stands at {self.omnibus.cusum / self.omnibus.threshold:.0%} of its "

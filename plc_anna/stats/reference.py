@@ -30,8 +30,8 @@ its own extrapolation as drift.
 calibration mean and spread, in the prior's isotropic metric) that lies in
 directions the data pinned down, weighted by ``s_i / (s_i + λ)``: 1 inside the
 calibrated region, towards 0 far outside it. :func:`grow_fingerprint` lets
-live data pin down the directions calibration never saw, leaving the pinned
-ones as they were (new data there could only absorb drift).
+live data, gathered while the hardware is judged stable, pin down the
+directions calibration never saw.
 
 ``diag(W Σ_batch Wᵀ)`` of a batch equals the variance over the batch of the
 projections ``W x_i``; :func:`reference_moments` takes it that way.
@@ -105,8 +105,9 @@ class Fingerprint:
         return self.scatter[:, None] / (self.scatter[:, None] + self.prior_precision[None, :])
 
     def covered(self) -> np.ndarray:
-        """(d,): the directions the data pinned down for the typical column."""
-        lam = float(np.median(self.prior_precision))
+        """(d,): the directions the data pinned down for every column (the one with the strongest prior
+        decides: a direction only some columns can trust is still open to learn)."""
+        lam = float(np.max(self.prior_precision))
         return self.scatter / (self.scatter + lam) >= COVERED
 
     def coverage(self, offset: np.ndarray, spread: np.ndarray) -> float:
@@ -262,17 +263,24 @@ def fit_fingerprint(moments: CrossMoments, programmed: np.ndarray, noise_floor: 
 
 
 def grow_fingerprint(fingerprint: Fingerprint, live: CrossMoments) -> Fingerprint:
-    r"""Let live data pin down the directions the fingerprint has not covered; the covered ones stay.
+    r"""The posterior after live data: the fingerprint learns the directions it has not covered.
 
-    With ``C`` the covered directions and ``U`` the others (:meth:`Fingerprint.covered`), the residuals
-    ``r = y − β u − b`` of the live data are regressed on the inputs' ``U`` components about the
-    calibration mean, with the fingerprint's own posterior as the prior:
+    The fingerprint is a Gaussian posterior; live inputs ``u`` (about the
+    calibration mean ``μ``) and the residuals ``r = y − β u − b`` of their
+    outputs update it the conjugate way. With ``A = Σ (u − μ)(u − μ)ᵀ`` and
+    ``R = Σ (u − μ) rᵀ`` in the fingerprint's eigenbasis, each column's
+    precision becomes ``diag(s) + A + λ_j I`` and its weights move by
 
-    .. math:: Δ_U = (A_U + \mathrm{diag}(s_U) + λ I)^{-1} R_U,
+    .. math:: Δ_j = (\mathrm{diag}(s) + A + λ_j I)^{-1} R_j,
 
-    ``A_U`` the live scatter and ``R_U`` the live cross products in ``U``, ``λ`` the median prior
-    precision. The new basis is ``V_C`` and the eigenvectors of ``A_U + diag(s_U)``; intercept, noise
-    and the covered coefficients are kept, so drift in the calibrated region is never absorbed.
+    one eigen-solve of ``diag(s) + A`` serving every column (``λ_j I`` shares
+    its eigenvectors). Directions the calibration pinned down hardly move
+    (their precision is high); directions it never saw follow the live data.
+    Updating every direction jointly matters: at a new operating point the
+    small errors of the covered coefficients, multiplied by the distance from
+    the calibration mean, would otherwise be taken for the new directions'.
+    The intercept keeps the prediction at the calibration mean, and the noise
+    stays. Only data from a time the hardware is judged stable belong here.
 
     Examples
     --------
@@ -286,33 +294,26 @@ def grow_fingerprint(fingerprint: Fingerprint, live: CrossMoments) -> Fingerprin
     >>> np.round(fp.weights, 2), np.round(grown.weights, 2), bool(grown.covered().all())
     (array([[0.9, 0.9]]), array([[0.9, 1.2]]), True)
     """
-    covered = fingerprint.covered()
-    if covered.all() or not live.count > 0:
+    if not live.count > 0:
         return fingerprint
-    basis, scatter = fingerprint.basis, fingerprint.scatter
-    lam = float(np.median(fingerprint.prior_precision))
+    basis, scatter, lam = fingerprint.basis, fingerprint.scatter, fingerprint.prior_precision
     about, sums = live.about(fingerprint.input_mean)                             # Σ (u-μ)(u-μ)ᵀ, Σ (u-μ)
     # Σ (u-μ) rᵀ with r = y - β u - b: from the moments alone.
     cross = (live.cross_scatter + np.outer(sums, live.output_mean)
              - about @ fingerprint.weights.T
              - np.outer(sums, fingerprint.weights @ fingerprint.input_mean + fingerprint.bias))
-    free = basis[:, ~covered]                                                    # (d, u)
-    system = free.T @ about @ free + np.diag(scatter[~covered])
-    system = 0.5 * (system + system.T)
-    grown, rotation = np.linalg.eigh(system)
+    system = basis.T @ about @ basis + np.diag(scatter)
+    grown, rotation = np.linalg.eigh(0.5 * (system + system.T))
     grown = np.maximum(grown, 0.0)
-    coefficients = basis.T @ fingerprint.weights.T                               # (d, k)
-    rotated = rotation.T @ coefficients[~covered]                                # (u, k)
-    step = (rotation.T @ (free.T @ cross)) / (grown + lam)[:, None]
-    new_basis = np.hstack([basis[:, covered], free @ rotation])
-    new_coefficients = np.vstack([coefficients[covered], rotated + step])
-    new_scatter = np.concatenate([scatter[covered], grown])
-    weights = (new_basis @ new_coefficients).T
-    # The intercept keeps the calibration mean's prediction: b = ȳ_cal − β_old μ still holds at μ.
+    new_basis = basis @ rotation
+    coefficients = new_basis.T @ fingerprint.weights.T                           # (d, k) in the new basis
+    coefficients = coefficients + (new_basis.T @ cross) / (grown[:, None] + lam[None, :])
+    weights = coefficients.T @ new_basis.T
+    # The intercept keeps the calibration mean's prediction: b = ȳ_cal − β μ at μ.
     bias = fingerprint.bias + (fingerprint.weights - weights) @ fingerprint.input_mean
     return Fingerprint(weights=weights, bias=bias, noise_var=fingerprint.noise_var,
                        signal_var=fingerprint.signal_var, input_mean=fingerprint.input_mean, basis=new_basis,
-                       scatter=new_scatter, prior_precision=fingerprint.prior_precision, scale=fingerprint.scale,
+                       scatter=grown, prior_precision=lam, scale=fingerprint.scale,
                        scale_var=fingerprint.scale_var, count=fingerprint.count, programmed=fingerprint.programmed)
 
 
