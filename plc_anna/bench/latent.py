@@ -52,7 +52,7 @@ from plc_anna.device.params import DeviceParams, load_device_params
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.drift.states import EventKind
 from plc_anna.loop import ScanLoop
-from plc_anna.stats.moments import batch_moments
+from plc_anna.stats.cross import cross_moments
 from plc_anna.stats.reference import fit_fingerprint
 
 YEAR_S = 365.25 * 86400.0
@@ -68,7 +68,7 @@ def needed_gain(sim: SimulatedNetwork, ideal_inputs: np.ndarray) -> np.ndarray:
     index = len(sim.network.layers) - 1
     layer = sim.network.layers[index]
     raw = sim.read_layer(index, ideal_inputs)
-    fingerprint = fit_fingerprint(batch_moments(np.hstack([ideal_inputs, raw]), covariance=True), layer.n_in)
+    fingerprint = fit_fingerprint(cross_moments(ideal_inputs, raw), layer.weights)
     ideal = ideal_inputs @ layer.weights.T + layer.bias
     return np.sqrt(ideal.var(axis=0) / fingerprint.signal_var)
 

@@ -10,10 +10,12 @@ scikit-learn ships (no download), seeded, for ``plc-anna bench compensation --ne
 - ``wide``: a 64 → 256 (relu) → 16 regression on the 8×8 digit images
   (``load_digits``) against a fixed random teacher: a chip-sized hidden layer.
 
-Inputs are standardized and the scaling folded into the first layer (the
-network takes the raw features, as a PLC would hand them over); regression
-targets are standardized the same way and unscaled in the last layer. Each
-network keeps its held-out half as ``X``/``y``. Building one takes a second or
+Inputs are standardized before the network, as a PLC scales each sensor to
+its range before an analog accelerator's DACs (one full scale per layer: a
+feature in thousands beside one in tenths would lose the latter to
+rounding); regression targets are standardized for training and unscaled in
+the last layer. Each network keeps its held-out half as ``X``/``y``, inputs
+standardized. Building one takes a second or
 two; :func:`load_bench_network` caches them per process.
 """
 
@@ -45,14 +47,10 @@ def _split(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return X[order[:half]], y[order[:half]], X[order[half:]], y[order[half:]]
 
 
-def _fold(model, mean: np.ndarray, scale: np.ndarray, y_mean: float = 0.0, y_scale: float = 1.0,
-          ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The model's layers as (n_out, n_in) weights, with input standardization folded into the first
-    and target scaling into the last."""
+def _layers(model, y_mean: float = 0.0, y_scale: float = 1.0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The model's layers as (n_out, n_in) weights, with the target scaling folded into the last."""
     weights = [w.T.copy() for w in model.coefs_]
     biases = [b.copy() for b in model.intercepts_]
-    biases[0] = biases[0] - weights[0] @ (mean / scale)
-    weights[0] = weights[0] / scale
     y_scale, y_mean = np.atleast_1d(y_scale), np.atleast_1d(y_mean)
     weights[-1], biases[-1] = weights[-1] * y_scale[:, None], biases[-1] * y_scale + y_mean
     return weights, biases
@@ -91,13 +89,13 @@ def _train(name: str) -> Network:
     mean, scale = X_train.mean(axis=0), np.where(X_train.std(axis=0) > 0, X_train.std(axis=0), 1.0)
     model = nn.MLPClassifier(hidden_layer_sizes=hidden, activation=activation, alpha=1e-3, max_iter=2000,
                              random_state=SEED).fit((X_train - mean) / scale, y_train)
-    weights, biases = _fold(model, mean, scale)
+    weights, biases = _layers(model)
     if weights[-1].shape[0] == 1:    # scikit-learn's binary output is one logit: make it two
         weights[-1] = np.vstack([-weights[-1], weights[-1]]) / 2.0
         biases[-1] = np.concatenate([-biases[-1], biases[-1]]) / 2.0
     names = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh"}
     return network_from_arrays(name, "classification", weights, biases,
-                               [names[activation]] * len(hidden) + ["linear"], X=X_test, y=y_test,
+                               [names[activation]] * len(hidden) + ["linear"], X=(X_test - mean) / scale, y=y_test,
                                output_names=tuple(str(c) for c in data.target_names),
                                description=f"{name} classifier trained by plc-anna's benchmark on scikit-learn's "
                                            "bundled data set.")
@@ -111,7 +109,7 @@ def _regression(nn, name: str, X: np.ndarray, y: np.ndarray, hidden: tuple[int, 
     model = nn.MLPRegressor(hidden_layer_sizes=hidden, activation=activation, alpha=alpha, solver=solver,
                             max_iter=max_iter, random_state=SEED).fit((X_train - mean) / scale,
                                                                   ((y_train - y_mean) / y_scale).squeeze())
-    weights, biases = _fold(model, mean, scale, y_mean, y_scale)
+    weights, biases = _layers(model, y_mean, y_scale)
     return network_from_arrays(name, "regression", weights, biases, [activation] * len(hidden) + ["linear"],
-                               X=X_test, y=y_test,
+                               X=(X_test - mean) / scale, y=y_test,
                                output_names=output_names, description=description)

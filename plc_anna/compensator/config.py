@@ -64,7 +64,9 @@ class CompensatorConfig:
         prediction for the current age when it leaves the deadband.
     fault_sigma
         An estimate further than this many predictive standard deviations
-        from the trend is a fault, not fatigue: it is not absorbed.
+        from the trend is a fault, not fatigue: it is not absorbed. It holds
+        for one feature; a layer's ``2 · n_out`` features get the threshold of
+        the same false-fault probability for all of them together.
     maintenance_horizon_s
         Raise a maintenance alarm when the predicted correction leaves the
         hardware range sooner than this.
@@ -86,7 +88,7 @@ class CompensatorConfig:
     latent_beta: float = 100.0
     min_history: int = 3
     predictive: bool = True
-    fault_sigma: float = 8.0
+    fault_sigma: float = 6.0
     maintenance_horizon_s: float = 90 * 86400.0
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 from plc_anna.compensator.calibration import CalibrationWindow, CoverageGrowth, grow
 from plc_anna.compensator.windows import EstimateWindow
@@ -576,7 +577,9 @@ class LayerCompensator:
         record = self._record(new, age_s) if source == "estimate" else None
         if record is not None and self._trend_established() and not self.latent.stale:
             surprise = self.latent.surprise(record)
-            if float(surprise.max()) > self.config.fault_sigma:
+            # fault_sigma holds for one feature; over 2·n_out features the largest of them needs more
+            limit = float(stats.norm.isf(stats.norm.sf(self.config.fault_sigma) / surprise.size))
+            if float(surprise.max()) > limit:
                 feature = int(np.argmax(surprise))
                 what = "gain" if feature < self.n_out else "offset"
                 return self._fault(age_s, "trend", f"the estimated {what} of column {feature % self.n_out} is "
@@ -586,7 +589,9 @@ class LayerCompensator:
         gain_change = np.abs(new.gain / self._gain - 1.0)
         # Offsets compare with the column's own signal spread, so the deadband means the same in any unit.
         offset_change = np.abs(new.offset - self._offset) / np.sqrt(np.maximum(self._fingerprint.signal_var, 1e-300))
-        if np.all(gain_change < self.config.deadband_gain) and np.all(offset_change < self.config.deadband_offset):
+        # A refresh is asked for, not forced by a detection: only a clear change (twice the deadband) moves it.
+        band = 2.0 if source == "refresh" else 1.0
+        if np.all(gain_change < band * self.config.deadband_gain) and np.all(offset_change < band * self.config.deadband_offset):
             if source != "estimate":
                 return []
             events = [self._event(EventKind.WITHIN_DEADBAND, age_s, f"largest gain change "

@@ -250,10 +250,11 @@ class PlcLayout:
 
     def tag_map(self, endpoint: str, *, network: str | None = None, word_order: str = "big", user: str | None = None,
                 password_env: str | None = None, link: LinkSettings | None = None, temperature: float = 300.0,
-                source: str | None = None) -> TagMap:
+                source: str | None = None, dac_bits: int | None = None, adc_bits: int | None = None) -> TagMap:
         """The tag map of this layout at ``endpoint``: every layer with every tag, and the device tags.
 
-        With a ``user`` the password comes from ``password_env``.
+        With a ``user`` the password comes from ``password_env``; ``dac_bits``/``adc_bits`` say what the
+        converters of the hardware behind the PLC resolve, when known.
         """
         registers = self.registers() if self.protocol == "modbus" else None
 
@@ -267,7 +268,7 @@ class PlcLayout:
                       **{ROLES[name]: tag(k, name, ROLES[name], self.length(k, name)) for name in self.layer_tags()})
             for k in range(self.n_layers))
         device = DeviceTags(**{role: tag(None, name, role, None) for name, role in DEVICE_TAGS.items()},
-                            temperature=float(temperature))
+                            temperature=float(temperature), dac_bits=dac_bits, adc_bits=adc_bits)
         plc = PlcSettings(protocol=self.protocol, endpoint=endpoint, user=user,
                           password_env=password_env if user else None, word_order=word_order)
         return TagMap(plc=plc, layers=layers, link=link or LinkSettings(), device=device, network=network,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plc_anna.converters import Converters
 from plc_anna.device.base import AnalogNetwork, LayerTrace
 from plc_anna.device.network import Network, load_network
 from plc_anna.contract.counters import UDINT_MODULUS
@@ -148,14 +149,25 @@ class PlcObservedNetwork(AnalogNetwork):
         return [(inputs[s % length].astype(float), raw[s % length].astype(float))
                 for s in range(count - new, count)]
 
+    def converters(self) -> list[Converters | None]:
+        """Each layer's DAC and ADC when the tag map's ``[device]`` gives their bits (full scales: the
+        network file's ranges); else unknown."""
+        device = self.tag_map.device
+        if device.dac_bits is None or device.adc_bits is None:
+            return [None] * len(self.network.layers)
+        return [Converters(layer.input_range, device.dac_bits, layer.output_range, device.adc_bits)
+                for layer in self.network.layers]
+
     def scan_samples(self, n: int, rng: np.random.Generator) -> list[LayerTrace] | None:
-        """The samples gathered since the last scan (at most ``BUFFER_SAMPLES``); None for fewer than 2.
+        """The samples gathered since the last scan (at most ``BUFFER_SAMPLES``); None for none.
+
+        However few they are: the compensator pools them into windows of its own size.
 
         ``n`` and ``rng`` are the simulated process's knobs; the plant sets the pace here.
         """
         with self._lock:
             available = min(len(buffer) for buffer in self._samples)
-            if available < 2:
+            if available < 1:
                 return None
             taken = [[buffer.popleft() for _ in range(available)] for buffer in self._samples]
         return [LayerTrace(inputs=np.array([row[0] for row in rows]), outputs=np.array([row[1] for row in rows]))

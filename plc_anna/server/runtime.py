@@ -114,6 +114,10 @@ class Runtime:
             raise ValueError(f"network {net.network.name!r} carries no input data (X) to drive the simulated process")
         self.net = net
         self.loop = ScanLoop(net, config)
+        if net.observes_process and any(c is None for c in net.converters()):
+            logger.warning("the converters of %s are not known (give dac_bits and adc_bits in the tag map's "
+                           "[device]): a process that moves its inputs between DAC codes may read as drift",
+                           net.network.name)
         self.samples_per_scan = int(samples_per_scan)
         self.age_rate = float(age_rate)
         self._rng = np.random.default_rng(seed)
@@ -309,8 +313,9 @@ def _layer_snapshot(layer, samples: int) -> LayerSnapshot:
     return LayerSnapshot(
         index=layer.index, state=layer.state, gain=gain, offset=offset, column_distance=distances,
         layer_distance=float(layer.distance),
-        statistic=math.nan if monitor is None else float(monitor.detector.cusum),
-        threshold=math.nan if monitor is None else float(monitor.detector.threshold),
+        # the monitor's tests, as the largest CUSUM over its threshold: an alarm at 1
+        statistic=math.nan if monitor is None else float(monitor.ratio),
+        threshold=math.nan if monitor is None else 1.0,
         transport_cost=np.zeros(n) if pending is None else np.asarray(pending.transport_cost, dtype=float),
         sample_count=samples, gain_trend=trend, remaining_life_s=life_s, state_reason=layer.state_reason,
         coverage=float(layer.coverage))

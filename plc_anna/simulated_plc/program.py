@@ -268,10 +268,13 @@ class SimulatedPlc:
         target = "openplc" if protocol == "modbus" else (target or "codesys")
         if TARGETS.get(target) != protocol:
             raise ValueError(f"target {target!r} is not reached over {protocol}")
+        converters = self.net.converters()[0]   # one device: every layer's converters resolve alike
         return self.layout(target).tag_map(
             endpoint, network=self.net.network.name, word_order=word_order, user=user,
             password_env=password_env or PASSWORD_ENV, link=link, temperature=float(self.net.temperature_k),
-            source=f"simulated PLC at {endpoint}")
+            source=f"simulated PLC at {endpoint}",
+            dac_bits=None if converters is None else converters.dac_bits,
+            adc_bits=None if converters is None else converters.adc_bits)
 
 
 __all__ = ["PASSWORD_ENV", "SimulatedPlc"]

@@ -1,10 +1,11 @@
-"""The moment-only correction recovers a known drift, also under a process change."""
+"""The correction recovers a known drift, also under a process change: from moments, and from the paired drift."""
 
 import numpy as np
 import pytest
 
 from plc_anna.correction.baselines import oracle_affine
-from plc_anna.correction.estimate import estimate_correction, refine_clipped
+from plc_anna.correction.estimate import drift_correction, estimate_correction, refine_clipped
+from plc_anna.stats.cross import cross_moments
 from plc_anna.stats.moments import batch_moments
 from plc_anna.stats.reference import fit_fingerprint, reference_moments
 
@@ -19,7 +20,7 @@ def layer():
     noise = 0.01
     x_cal = rng.normal(size=(40000, 10))
     y_cal = x_cal @ W_cal.T + b_cal + noise * rng.normal(size=(40000, 8))
-    fp = fit_fingerprint(batch_moments(np.hstack([x_cal, y_cal]), covariance=True), n_inputs=10)
+    fp = fit_fingerprint(cross_moments(x_cal, y_cal), W)
     return rng, W, b, W_cal, b_cal, noise, fp
 
 
@@ -49,6 +50,29 @@ def test_known_drift_is_recovered(layer, shift):
     raw_error = np.sqrt(np.mean((y - ideal) ** 2))
     assert error < oracle_error * 1.15
     assert raw_error > 3 * error
+
+
+@pytest.mark.parametrize("shift", [0.0, 2.0])
+def test_the_paired_drift_gives_the_map_without_the_noise_in_the_variance(layer, shift):
+    """The drift measured pair by pair against the fingerprint: the map needs no output variance at all."""
+    rng, W, b, W_cal, b_cal, noise, fp = layer
+    drift_gain, drift_offset = rng.uniform(0.7, 1.1, 8), rng.normal(0, 0.05, 8)
+    x = rng.normal(size=(2048, 10)) * (1 + shift / 2) + shift
+    y = drift_gain * (x @ W_cal.T + b_cal) + drift_offset + noise * rng.normal(size=(2048, 8))
+    predicted = fp.predict(x)
+    centred = predicted - predicted.mean(axis=0)
+    slope = np.sum(centred * (y - y.mean(axis=0)), axis=0) / np.sum(centred**2, axis=0)
+    measured_gain, measured_offset = slope, y.mean(axis=0) - slope * predicted.mean(axis=0)
+    np.testing.assert_allclose(measured_gain, drift_gain, rtol=2e-3)       # far tighter than from moments
+    c = drift_correction(reference_moments(batch_moments(x @ W.T + b), batch_moments(predicted)), measured_gain,
+                         measured_offset, fp.noise_var)
+    ideal = x @ W.T + b
+    corrected = c.gain * y + c.offset
+    np.testing.assert_allclose(corrected.mean(axis=0), ideal.mean(axis=0), atol=1e-9)
+    oracle_gain, oracle_offset = oracle_affine(y, ideal)
+    error = np.sqrt(np.mean((corrected - ideal) ** 2))
+    oracle_error = np.sqrt(np.mean((oracle_gain * y + oracle_offset - ideal) ** 2))
+    assert error < oracle_error * 1.15
 
 
 def test_no_drift_gives_identity_on_the_calibrated_state(layer):

@@ -17,7 +17,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from plc_anna.device.network import activate, digital_forward, load_network  # noqa: E402
+from plc_anna.activations import activate  # noqa: E402
+from plc_anna.device.network import digital_forward, load_network  # noqa: E402
 from plc_anna.device.simulated import SimulatedNetwork  # noqa: E402
 from plc_anna.importers.onnx import check_against_runtime, import_onnx, input_features  # noqa: E402
 

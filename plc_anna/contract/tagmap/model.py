@@ -179,6 +179,10 @@ class DeviceTags:
     """Unix time the weights were programmed (``programmed_at = 2026-11-01T08:00:00Z`` in the file)."""
     temperature: float = 300.0
     """Kelvin, when no ``temperature_k`` tag is mapped."""
+    dac_bits: int | None = None
+    """Resolution of the crossbars' input DACs (signed; full scale: the network file's ``input_range``)."""
+    adc_bits: int | None = None
+    """Resolution of the crossbars' output ADCs (signed; full scale: the network file's ``output_range``)."""
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,8 @@ def _layer(entry: Any, protocol: str, source: str, k: int) -> LayerTags:
 
 
 def _device(table: dict[str, Any], protocol: str, source: str) -> DeviceTags:
-    _keys(table, ("age_s", "temperature_k", "programmed_at", "temperature"), source, "device")
+    _keys(table, ("age_s", "temperature_k", "programmed_at", "temperature", "dac_bits", "adc_bits"), source,
+          "device")
     tags = {role: _tag(role, table[role], protocol, source, f"device.{role}")
             for role in ("age_s", "temperature_k") if role in table}
     for role, tag in tags.items():
@@ -145,7 +146,13 @@ def _device(table: dict[str, Any], protocol: str, source: str) -> DeviceTags:
     temperature = table.get("temperature", 300.0)
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 1 <= temperature <= 1000:
         raise ValueError(f"{source}: device.temperature must be a number of kelvin within 1..1000")
-    return DeviceTags(programmed_at=programmed, temperature=float(temperature), **tags)
+    bits = {}
+    for key in ("dac_bits", "adc_bits"):
+        value = table.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 24):
+            raise ValueError(f"{source}: device.{key} must be an integer number of bits within 0..24, got {value!r}")
+        bits[key] = value
+    return DeviceTags(programmed_at=programmed, temperature=float(temperature), **bits, **tags)
 
 
 def _tag(role: str, value: Any, protocol: str, source: str, where: str) -> Tag:

@@ -35,6 +35,8 @@ def tag_map_to_toml(tag_map: TagMap) -> str:
         stamp = datetime.fromtimestamp(device.programmed_at, UTC).isoformat().replace("+00:00", "Z")
         device_lines.append(f"programmed_at = {stamp}")
     device_lines.append(f"temperature = {_toml_value(device.temperature)}")
+    device_lines += [f"{key} = {getattr(device, key)}" for key in ("dac_bits", "adc_bits")
+                     if getattr(device, key) is not None]
     lines += ["", "[device]"] + device_lines
     for layer in tag_map.layers:
         lines += ["", "[[layer]]", f"index = {layer.index}"]
