@@ -43,7 +43,8 @@ def test_restored_compensator_monitors_without_recalibrating(aged_loop):
     comp = aged_loop.compensator
     if not all(layer.state is DriftState.NOMINAL for layer in comp.layers):
         pytest.skip("the aged loop was not settled")  # the fixture settles it; keep the test honest
-    fresh = Compensator.for_network(aged_loop.net.network, CompensatorConfig())
+    fresh = Compensator.for_network(aged_loop.net.network, CompensatorConfig(),
+                                    converters=aged_loop.net.converters())
     fresh.load_state_dict(comp.state_dict())
     assert [layer.state for layer in fresh.layers] == [DriftState.NOMINAL] * 3
     sim, rng = aged_loop.net, np.random.default_rng(1)
@@ -67,7 +68,7 @@ def test_a_fault_survives_a_restart(aged_loop):
     (lambda s: s["layers"][2].update(gain=[1.0]), "needs 4 gains"),
     (lambda s: s["layers"][0]["gain"].__setitem__(0, float("nan")), "NaN"),
     (lambda s: s["layers"][1].update(state="SLEEPING"), "not a saved compensator state"),
-    (lambda s: s["layers"][0]["fingerprint"].update(bias=[0.0]), "bias has shape"),
+    (lambda s: s["layers"][0]["fingerprint"].update(bias=[0.0]), "not a saved fingerprint of a"),
     (lambda s: s["layers"][2]["latent"].update(records=[{"age_s": 1.0}]), "not a saved drift latent"),
 ])
 def test_corrupt_state_is_refused_and_changes_nothing(aged_loop, corrupt, message):
@@ -80,3 +81,20 @@ def test_corrupt_state_is_refused_and_changes_nothing(aged_loop, corrupt, messag
     with pytest.raises(ValueError, match=message):
         target.load_state_dict(state)
     assert json.dumps(target.state_dict()) == before
+
+
+def test_a_state_of_the_previous_format_still_loads_and_calibrates_again(aged_loop):
+    """Format 1 saved a least-squares fingerprint without the programmed prior: corrections, drift history
+    and counters are kept, the fingerprint is recorded again from live data (nothing stored is lost)."""
+    comp = aged_loop.compensator
+    state = json.loads(json.dumps(comp.state_dict()))
+    state["format_version"] = 1
+    for layer in state["layers"]:
+        layer["fingerprint"] = {"weights": layer["fingerprint"]["weights"], "bias": layer["fingerprint"]["bias"]}
+        layer.pop("reason"), layer.pop("fault_kind")
+    fresh = Compensator.for_network(aged_loop.net.network, CompensatorConfig())
+    assert fresh.load_state_dict(state) == [0, 1, 2]
+    for old, new in zip(comp.layers, fresh.layers):
+        assert new.state is DriftState.CALIBRATING and new.fingerprint is None
+        np.testing.assert_array_equal(new.correction()[0], old.correction()[0])
+        assert len(new.latent.records) == len(old.latent.records)

@@ -27,7 +27,7 @@ from plc_anna.server.store import APPLICATION_ID, SCHEMA_VERSION, StateStore
 def compensator():
     """The digits network's compensator after 300 scans: calibrated, fingerprints and all."""
     sim = SimulatedNetwork("digits", "pcm", seed=0)
-    comp = Compensator.for_network(sim.network, CompensatorConfig())
+    comp = Compensator.for_network(sim.network, CompensatorConfig(), converters=sim.converters())
     rng = np.random.default_rng(0)
     for _ in range(300):
         traces = sim.trace(sim.network.X[rng.integers(0, len(sim.network.X), 64)])
