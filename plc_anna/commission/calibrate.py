@@ -45,8 +45,8 @@ class _CountedNetwork(PlcObservedNetwork):
         self.samples_taken = 0
         self.reads = 0
 
-    def feed(self, values: list) -> None:
-        super().feed(values)
+    def feed(self, values: list, read_s: float = 0.0) -> None:
+        super().feed(values, read_s)
         self.reads += 1
 
     def scan_samples(self, n, rng):

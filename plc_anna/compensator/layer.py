@@ -34,8 +34,9 @@ from plc_anna.units import format_age
 GROWTH_COVERAGE = 0.995
 #: The monitor's tests must stand below this fraction of their thresholds for live data to teach the fingerprint.
 GROWTH_QUIET = 0.25
-#: Suspect from half the threshold; back to nominal below a tenth of it.
-SUSPECT_RATIO, NOMINAL_RATIO = 0.5, 0.1
+#: Suspect from three quarters of the threshold (under no drift the largest of a layer's CUSUMs passes half
+#: of it in about one window in a thousand); back to nominal below a quarter of it.
+SUSPECT_RATIO, NOMINAL_RATIO = 0.75, 0.25
 #: A window whose every column statistic is below this chi-square(3) quantile matches the fingerprint.
 MATCH_LIMIT = 16.27   # scipy.stats.chi2.isf(1e-3, 3)
 

@@ -66,6 +66,10 @@ class PlcObservedNetwork(AnalogNetwork):
         self._lock = threading.Lock()
         self._samples: list[deque] = [deque() for _ in self._layers]
         self._last_count: list[int | None] = [None] * len(self._layers)
+        self._last_read_at: list[float] = [0.0] * len(self._layers)
+        self._row_rate: list[float | None] = [None] * len(self._layers)   # trace rows the PLC writes a second
+        self.unsafe_reads = 0
+        """Reads that took so long the PLC could have written over every row: their rows were dropped."""
         self._last_row: list[tuple[bytes, bytes] | None] = [None] * len(self._layers)
         self._age_s: float | None = None   # the PLC's age tag, once read
         self._temperature_k = tag_map.device.temperature
@@ -102,8 +106,9 @@ class PlcObservedNetwork(AnalogNetwork):
         device = self.tag_map.device
         return tags + [tag for tag in (device.age_s, device.temperature_k) if tag is not None]
 
-    def feed(self, values: list) -> None:
-        """Take one read of :meth:`observed_tags`: new samples join the buffer (thread-safe)."""
+    def feed(self, values: list, read_s: float = 0.0) -> None:
+        """Take one read of :meth:`observed_tags` that took ``read_s`` seconds: new samples join the buffer
+        (thread-safe)."""
         k = 0
         rows: list[list[tuple[np.ndarray, np.ndarray]]] = []
         for i, layer in enumerate(self._layers):
@@ -111,7 +116,7 @@ class PlcObservedNetwork(AnalogNetwork):
                 count, inputs, raw = int(values[k]), values[k + 1], values[k + 2]
                 k += 3
                 rows.append(self._trace_rows(i, layer.trace_length, count, np.asarray(inputs),
-                                             np.asarray(raw), layer.n_in, layer.n_out))
+                                             np.asarray(raw), layer.n_in, layer.n_out, read_s))
             else:
                 inputs, raw = np.asarray(values[k], dtype=float), np.asarray(values[k + 1], dtype=float)
                 k += 2
@@ -133,15 +138,26 @@ class PlcObservedNetwork(AnalogNetwork):
                     self.samples_lost += 1
 
     def _trace_rows(self, i: int, length: int, count: int, inputs: np.ndarray, raw: np.ndarray,
-                    n_in: int, n_out: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        last = self._last_count[i]
-        self._last_count[i] = count
+                    n_in: int, n_out: int, read_s: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        last, last_at = self._last_count[i], self._last_read_at[i]
+        now = time.monotonic()
+        self._last_count[i], self._last_read_at[i] = count, now
         if last is None:
             return []       # the first read only sets the position: older rows may predate this link
         new = (count - last) % UDINT_MODULUS
+        if now > last_at:
+            rate = new / (now - last_at)
+            self._row_rate[i] = rate if self._row_rate[i] is None else 0.8 * self._row_rate[i] + 0.2 * rate
         # The count is read before the rows; a read of several requests (Modbus) lets the PLC write on
-        # meanwhile, over the oldest rows of the ring. Only the newest half is taken as written.
-        usable = max(1, length // 2)
+        # meanwhile, over the oldest rows of the ring: a row whose slot may have been written again during
+        # the read would pair one cycle's inputs with another's outputs. Only rows the PLC cannot have
+        # reached (at its measured row rate, with half again as margin) count, and at most half the ring.
+        during = math.ceil(1.5 * (self._row_rate[i] or 0.0) * max(read_s, 0.0)) + 1
+        usable = min(length // 2, length - during)
+        if usable < 1:
+            self.samples_lost += new
+            self.unsafe_reads += 1
+            return []
         if new > usable:
             self.samples_lost += new - usable
             new = usable

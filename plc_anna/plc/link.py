@@ -104,15 +104,15 @@ class PlcLink:
     on_event
         Called with each :class:`LinkEvent` (on the link's own task).
     observe
-        Tags to read every cycle after the status tags, and the callback that gets their values
-        (a PLC-observed network's inputs and raw outputs).
+        Tags to read every cycle after the status tags, and the callback that gets their values and the
+        read's duration in seconds (a PLC-observed network's inputs and raw outputs).
     plc_stall_s
         A PLC heartbeat unchanged this long means the PLC program is not running (``plc_stopped``).
     """
 
     def __init__(self, tag_map: TagMap, transport: Transport | None = None, *,
                  on_event: Callable[[LinkEvent], None] | None = None,
-                 observe: tuple[Sequence[Tag], Callable[[list], None]] | None = None,
+                 observe: tuple[Sequence[Tag], Callable[[list, float], None]] | None = None,
                  plc_stall_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.tag_map = tag_map
         self.settings = tag_map.link
@@ -423,7 +423,8 @@ class PlcLink:
             accepted, beat, status_code, fault = values[4 * k: 4 * k + 4]
             self._check_layer(entry, int(accepted), int(beat), int(status_code), bool(fault), now)
         if self.observe is not None:
-            self.observe[1](values[len(status):])
+            # how long the read took tells the observer which trace rows may have been overwritten meanwhile
+            self.observe[1](values[len(status):], time.perf_counter() - start)
         if failed is not None:
             raise failed
 
