@@ -14,17 +14,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
-from plc_anna.compensator.calibration import CalibrationWindow, CoverageGrowth, grow
+from plc_anna.compensator.calibration import CalibrationWindow, CoverageGrowth
 from plc_anna.compensator.windows import EstimateWindow
 from plc_anna.compensator.config import CompensatorConfig
+from plc_anna.compensator.correction_steps import CorrectionSteps
+from plc_anna.compensator.reference_steps import ReferenceSteps
 from plc_anna.compensator.jobs import Job, run_inline
 from plc_anna.converters import Converters
-from plc_anna.correction.estimate import Correction, estimate_correction
+from plc_anna.correction.estimate import Correction
 from plc_anna.correction.latent import REFERENCE_TEMPERATURE_K, CorrectionRecord, DriftLatent, RemainingLife
 from plc_anna.correction.transition import Transition
-from plc_anna.drift.fisher_rao import fisher_rao_distance, layer_distance
+from plc_anna.drift.fisher_rao import layer_distance
 from plc_anna.drift.monitor import DriftMonitor, WindowStatistic
 from plc_anna.drift.states import DriftState, Event, EventKind
 from plc_anna.stats.reference import Fingerprint
@@ -41,7 +42,7 @@ SUSPECT_RATIO, NOMINAL_RATIO = 0.75, 0.25
 MATCH_LIMIT = 16.27   # scipy.stats.chi2.isf(1e-3, 3)
 
 
-class LayerCompensator:
+class LayerCompensator(ReferenceSteps, CorrectionSteps):
     """Drift monitor and correction of one layer.
 
     Parameters
@@ -352,14 +353,6 @@ class LayerCompensator:
         age = "" if age_s is None or not math.isfinite(age_s) else f", age {format_age(age_s)}"
         return f"scan {self.scan}{age}"
 
-    def _output_floor(self) -> float:
-        return 0.0 if self.converters is None else self.converters.adc_variance
-
-    def _new_monitor(self, fingerprint: Fingerprint) -> DriftMonitor:
-        return DriftMonitor(fingerprint, arl0=self.config.arl0, window=self.config.window_samples,
-                            dead_zone=self.config.dead_zone, fault_distance=self.config.fault_distance,
-                            output_floor=self._output_floor())
-
     def _start_fingerprint(self) -> None:
         self._generation += 1
         self._state = DriftState.CALIBRATING
@@ -378,47 +371,6 @@ class LayerCompensator:
         self._pending: Correction | None = None
         self._pending_record: CorrectionRecord | None = None
         self._window_start_age: float | None = None
-
-    def _calibrate_step(self, driven, outputs, ideal, age_s, anticipated) -> list[Event]:
-        if self._calibration_scheduled:
-            return []
-        self._calibration.add(driven, outputs, ideal, age_s, anticipated)
-        if self._calibration.count < self.config.calibration_samples:
-            return []
-        self._calibration_scheduled = True
-        window, generation = self._calibration, self._generation
-        floor = self._output_floor()
-
-        def adopt(fingerprint: Fingerprint) -> None:
-            if generation == self._generation and self._state is DriftState.CALIBRATING:
-                self._queued += self._adopt_fingerprint(fingerprint, window)
-
-        self._jobs.append(Job(f"layer {self.index}: fingerprint", lambda: window.fit(self.weights, floor), adopt))
-        return []
-
-    def _adopt_fingerprint(self, fp: Fingerprint, window: CalibrationWindow) -> list[Event]:
-        """Install a new fingerprint (at a scan boundary) and propose the correction it implies."""
-        self._fingerprint = fp
-        self._window_start_age = window.start_age
-        age_s = window.end_age
-        # Below the deadband an estimate is never evidence of a fault: floor the trend's residuals there.
-        # An offset inherits the gain's error times the column's mean, so its floor carries both.
-        mean = np.abs(fp.bias + fp.weights @ fp.input_mean)
-        deadband_gain, deadband_offset = max(self.config.deadband_gain, 1e-6), max(self.config.deadband_offset, 1e-6)
-        self.latent.noise_floor = np.concatenate([
-            np.full(self.n_out, deadband_gain),
-            deadband_offset * np.sqrt(np.maximum(fp.signal_var, 1e-24)) + deadband_gain * mean])
-        self._monitor = self._new_monitor(fp)
-        self._enter_nominal()
-        covered = int(fp.covered().sum())
-        events = [self._event(EventKind.CALIBRATED, age_s, f"fingerprint of {int(fp.count)} samples recorded; "
-                              f"median noise {float(np.sqrt(np.median(fp.noise_var))):.3g}; {covered} of "
-                              f"{self.n_in} input directions calibrated, the others follow the programmed "
-                              "weights")]
-        # Today's state is the calibrated one: map it to the ideal straight away.
-        outputs, reference = window.reference(fp)
-        return events + self._propose(estimate_correction(reference, outputs.mean, outputs.var, fp.noise_var),
-                                      age_s)
 
     def _fault(self, age_s, kind: str, message: str) -> list[Event]:
         """Hold the last good correction in the Fault state (``kind``: ``jump`` clears itself, ``trend`` holds)."""
@@ -442,44 +394,6 @@ class LayerCompensator:
                             f"fingerprint again ({self._when(age_s)}): the jump was a process excursion, not the "
                             "hardware; monitoring resumes")]
 
-    def _begin_background(self) -> None:
-        """Record a fresh fingerprint beside monitoring (after a commit, or a drift the correction cannot
-        take out): it replaces the current one without a gap in monitoring. Nothing new if one is on its way."""
-        if self._background is None:
-            self._background = CalibrationWindow(self.n_in, self.n_out)
-            self._background_started = self.scan
-
-    def _background_step(self, driven, outputs, ideal, age_s) -> None:
-        window = self._background
-        window.add(driven, outputs, ideal, age_s)
-        if window.count < self.config.calibration_samples:
-            return
-        self._background = None
-        generation, floor, started = self._generation, self._output_floor(), self._background_started
-
-        def adopt(fingerprint: Fingerprint) -> None:
-            if generation != self._generation or self._background_started != started:
-                return
-            self._fresh = fingerprint
-            if self._state in (DriftState.NOMINAL, DriftState.SUSPECT):
-                self._monitor.reset()
-                self._state = DriftState.NOMINAL
-                self._swap_fresh()
-
-        self._jobs.append(Job(f"layer {self.index}: fingerprint", lambda: window.fit(self.weights, floor), adopt))
-
-    def _swap_fresh(self) -> None:
-        """Monitor against the fingerprint recorded in the background (it waited for a nominal moment), and
-        estimate the correction again against it: drift the new reference took in never hides there."""
-        fingerprint, self._fresh = self._fresh, None
-        self._fingerprint = fingerprint
-        self._monitor.set_fingerprint(fingerprint)
-        self._awaiting_reference = False
-        self.request_estimate()
-        self._queued.append(self._event(EventKind.CALIBRATED, self._last_age, f"reference refreshed in the "
-                                        f"background from {int(fingerprint.count)} samples; median noise "
-                                        f"{float(np.sqrt(np.median(fingerprint.noise_var))):.3g}"))
-
     def _enter_nominal(self) -> None:
         self._state = DriftState.NOMINAL
         self._fault_kind = None
@@ -492,6 +406,12 @@ class LayerCompensator:
 
     def _monitor_step(self, detected: bool, driven, outputs, age_s) -> list[Event]:
         monitor = self._monitor
+        if self._fresh is not None:
+            # a fingerprint recorded in the background waited for a nominal moment: this is one
+            self._swap_fresh()
+            monitor.reset()
+            self._state = DriftState.NOMINAL
+            return []
         if detected and self._awaiting_reference:
             # Already explained: the reference is being recorded afresh. Faults are still watched.
             monitor.reset()
@@ -515,211 +435,3 @@ class LayerCompensator:
         if self._state is DriftState.SUSPECT and ratio < NOMINAL_RATIO:
             self._state = DriftState.NOMINAL
         return []
-
-    def _grow(self, driven, outputs) -> None:
-        """Gather a quiet window from outside the covered region; when enough, hand the growth off."""
-        self._growth.add(driven, outputs)
-        if not self._growth.ready or any(job.name.endswith("coverage growth") for job in self._jobs):
-            return
-        live, fingerprint, generation = self._growth.take(), self._fingerprint, self._generation
-
-        def adopt(grown: Fingerprint) -> None:
-            if generation != self._generation or self._fingerprint is not fingerprint:
-                return
-            self._fingerprint = grown
-            self._monitor.set_fingerprint(grown)
-            before, after = int(fingerprint.covered().sum()), int(grown.covered().sum())
-            self._queued.append(self._event(EventKind.COVERAGE_GROWN, self._last_age, f"{int(live.count)} live "
-                                            f"samples from new input regions calibrated {after - before} more input "
-                                            f"directions ({after} of {self.n_in})"))
-
-        self._jobs.append(Job(f"layer {self.index}: coverage growth", lambda: grow(fingerprint, live), adopt))
-
-    def _estimate(self, window: EstimateWindow, age_s) -> tuple[Correction, list[Event]]:
-        self._window_start_age = window.start_age
-        rail = None if self.converters is None else self.converters.output_range * (1.0 - 1e-9)
-        correction, clipped = window.correction(self._fingerprint.noise_var, rail)
-        events = []
-        if np.any(clipped):
-            events.append(self._event(EventKind.CLIPPED, age_s, f"columns {np.flatnonzero(clipped).tolist()} are "
-                                      "clipped: empirical transport instead of the Gaussian map"))
-        return correction, events
-
-    def _estimate_step(self, age_s) -> list[Event]:
-        window = self._window
-        if window.count < self.config.estimate_samples:
-            return []
-        correction, events = self._estimate(window, age_s)
-        return events + self._propose(correction, age_s)
-
-    def _refresh_step(self, anticipated, ideal, outputs, driven, age_s) -> list[Event]:
-        """A requested re-estimate beside monitoring (see :meth:`request_estimate`)."""
-        self._refresh.add(anticipated, ideal, outputs, self._fingerprint.predict(driven))
-        if self._refresh.count < self.config.estimate_samples:
-            return []
-        window, self._refresh = self._refresh, None
-        correction, events = self._estimate(window, age_s)
-        return events + self._propose(correction, age_s, source="refresh")
-
-    def _record(self, correction: Correction, age_s) -> CorrectionRecord | None:
-        """The estimate as a history record, dated at the middle (in log-age) of its data window."""
-        if age_s is None or self._window_start_age is None or np.any(correction.gain <= 0):
-            return None
-        age = math.sqrt((self._window_start_age + 1.0) * (age_s + 1.0)) - 1.0
-        return CorrectionRecord(age, self._temperature_k, correction.gain, correction.offset)
-
-    def _propose(self, new: Correction, age_s, source: str = "estimate") -> list[Event]:
-        """Ramp to ``new`` unless it is within the deadband of the applied correction.
-
-        ``source`` is ``estimate`` (from data after a detection or a calibration: checked against the
-        drift trend, and learned from), ``refresh`` (from data after an upstream change: not learned) or
-        ``prediction`` (from the drift latent).
-        """
-        record = self._record(new, age_s) if source == "estimate" else None
-        if record is not None and self._trend_established() and not self.latent.stale:
-            surprise = self.latent.surprise(record)
-            # fault_sigma holds for one feature; over 2·n_out features the largest of them needs more
-            limit = float(stats.norm.isf(stats.norm.sf(self.config.fault_sigma) / surprise.size))
-            if float(surprise.max()) > limit:
-                feature = int(np.argmax(surprise))
-                what = "gain" if feature < self.n_out else "offset"
-                return self._fault(age_s, "trend", f"the estimated {what} of column {feature % self.n_out} is "
-                                   f"{float(surprise[feature]):.1f} standard deviations off the drift trend "
-                                   f"({self._when(age_s)}): a fault, not fatigue; not learned, last good correction "
-                                   "held until calibration")
-        gain_change = np.abs(new.gain / self._gain - 1.0)
-        # Offsets compare with the column's own signal spread, so the deadband means the same in any unit.
-        offset_change = np.abs(new.offset - self._offset) / np.sqrt(np.maximum(self._fingerprint.signal_var, 1e-300))
-        # A refresh is asked for, not forced by a detection: only a clear change (twice the deadband) moves it.
-        band = 2.0 if source == "refresh" else 1.0
-        if np.all(gain_change < band * self.config.deadband_gain) and np.all(offset_change < band * self.config.deadband_offset):
-            if source != "estimate":
-                return []
-            events = [self._event(EventKind.WITHIN_DEADBAND, age_s, f"largest gain change "
-                                  f"{float(gain_change.max()):.2%} within the deadband; correction unchanged")]
-            events += self._learn(record, age_s)
-            if self._state is DriftState.DRIFTING:
-                # What the monitor saw, the correction cannot take out (its shape, not its scale, changed):
-                # record a fresh reference beside monitoring and judge against it; the correction is
-                # estimated again against the fresh one, so small drifts can never add up unseen.
-                self._enter_nominal()
-                self._begin_background()
-                self._awaiting_reference = True
-            return events
-        self._pending = new
-        self._pending_record = record
-        self._pending_source = source
-        self._transition = Transition((self._gain, self._offset), (new.gain, new.offset), self.config.ramp)
-        self._window = None
-        self._refresh = None
-        self._state = DriftState.COMPENSATING
-        events = [self._event(EventKind.TRANSITION_STARTED, age_s, f"ramping to the {source} over "
-                              f"{self._transition.scans_left} scans; mean transport cost "
-                              f"{float(np.mean(new.transport_cost)):.3g}")]
-        if np.any(self._transition.saturated):
-            columns = np.flatnonzero(self._transition.saturated).tolist()
-            events.append(self._event(EventKind.SATURATED, age_s, f"columns {columns} need a correction outside "
-                                      "the hardware range: hardware fatigue, clamped"))
-        return events
-
-    def _trend_established(self) -> bool:
-        """Whether the history is long enough to call an estimate a fault: twice the records the
-        latent needs, spanning at least a decade of age (a trend of minutes says little of days)."""
-        records = self.latent.records
-        if len(records) < 2 * self.config.min_history:
-            return False
-        ages = [r.age_s for r in records]
-        return math.log10((max(ages) + 60.0) / (min(ages) + 60.0)) >= 1.0
-
-    def _learn(self, record: CorrectionRecord | None, age_s) -> list[Event]:
-        """Add an estimate to the drift latent; its fit runs off the scan (:meth:`take_jobs`)."""
-        if record is not None:
-            self.latent.add(record)
-        return []
-
-    def _adopt_latent(self, adopt):
-        """Install a latent fit, then check the remaining useful life with it (events join the next scan)."""
-        def install(fit: dict) -> None:
-            adopt(fit)
-            if self.latent.stale or not self._trend_established():
-                return
-            ramp = self.config.ramp
-            self._remaining_life = life = self.latent.remaining_life(ramp.gain_range, ramp.offset_range,
-                                                                     self._temperature_k)
-            age_s = self._last_age
-            due = life is not None and age_s is not None and bool(life.age_s - age_s
-                                                                  < self.config.maintenance_horizon_s)
-            if due and not self._maintenance_alarmed:
-                gain_rate, offset_rate = self.latent.rates
-                rate = (gain_rate if life.parameter == "gain" else offset_rate)[life.column]
-                self._queued.append(self._event(
-                    EventKind.MAINTENANCE, age_s, f"column {life.column}'s {life.parameter} leaves the hardware "
-                    f"range at an age of {life.age_s:.3g} s (band {life.low_s:.3g} to {life.high_s:.3g} s; trend "
-                    f"{rate:+.3g} per decade of age): plan maintenance"))
-            self._maintenance_alarmed = due
-        return install
-
-    def _predict_step(self, age_s) -> list[Event]:
-        """Feed-forward: follow the drift latent's prediction between estimates."""
-        if (not self.config.predictive or age_s is None or not self.latent.ready or self.latent.stale
-                or age_s < self._next_age):
-            return []
-        self._next_age = max(age_s, 1.0) * self.config.schedule_ratio  # the log-age schedule
-        gain, offset = self.latent.predict(age_s, self._temperature_k)
-        zeros = np.zeros(self.n_out)
-        return self._propose(Correction(gain=gain, offset=offset, drift_gain=np.ones(self.n_out),
-                                        drift_offset=zeros, transport_cost=zeros), age_s, source="prediction")
-
-    def _compensate_step(self, age_s) -> list[Event]:
-        if not self._transition.done:
-            self._gain, self._offset = self._transition.step()
-            self._window = None    # the hold-out starts once the ramp is complete
-            return []
-        # Ramp complete: a fresh hold-out window must confirm that the distance to the ideal fell.
-        window = self._window
-        if window.count < self.config.holdout_samples:
-            return []
-        _, ref = window.split()
-        signal_mean, signal_var = window.signal()
-        noise = self._fingerprint.noise_var
-
-        def distance_to_ideal(gain: np.ndarray, offset: np.ndarray) -> float:
-            # The noise-free outputs, corrected, against the ideal, each with the corrected noise added: the
-            # noise is no correction's to remove, and a column without signal must not decide the layer.
-            extra = gain**2 * noise
-            return layer_distance(fisher_rao_distance(gain * signal_mean + offset, np.sqrt(gain**2 * signal_var + extra),
-                                                      ref.ideal_mean, np.sqrt(np.maximum(ref.ideal_var, 0.0) + extra)))
-
-        old_d, new_d = distance_to_ideal(*self._good), distance_to_ideal(self._gain, self._offset)
-        if new_d < old_d:
-            self._good = (self._gain.copy(), self._offset.copy())
-            if self._pending_source == "refresh":
-                # The hardware did not change (the inputs did): the fingerprint still holds.
-                self._enter_nominal()
-                return [self._event(EventKind.COMMITTED, age_s, f"hold-out distance to the ideal fell from "
-                                    f"{old_d:.3g} to {new_d:.3g}; committed")]
-            events = [self._event(EventKind.COMMITTED, age_s, f"hold-out distance to the ideal fell from "
-                                  f"{old_d:.3g} to {new_d:.3g}; committed; the reference follows the measured "
-                                  "drift and is recorded afresh beside monitoring")]
-            events += self._learn(self._pending_record, age_s)
-            if age_s is not None:
-                # a measured correction beats a predicted one: no feed-forward until the age moved on
-                self._next_age = max(self._next_age, max(age_s, 1.0) * self.config.schedule_ratio)
-            # The hardware drifted since the fingerprint: move it by the drift the hold-out measured (or take
-            # the one recorded in the background meanwhile), so monitoring goes on at once, and record a
-            # fresh one in the background.
-            # A fingerprint recorded before the commit is older than the hold-out's measurement: dropped.
-            if self._fresh is not None:
-                # a fingerprint recorded in the background meanwhile also has the drift's shape, not only
-                # its per-column scale
-                fresh, self._fresh = self._fresh, None
-                self._fingerprint = fresh
-            else:
-                self._fingerprint = self._fingerprint.rescaled(*window.drift.estimate())
-            self._monitor.set_fingerprint(self._fingerprint)
-            self._enter_nominal()
-            self._begin_background()
-            return events
-        self.rollback()
-        return [self._event(EventKind.ROLLED_BACK, age_s, f"hold-out distance to the ideal did not fall "
-                            f"({old_d:.3g} -> {new_d:.3g}); back to the last good correction")]

@@ -28,7 +28,7 @@ SERVE_S = 6.0
 
 def serve_and_watch(config_path, seconds: float) -> tuple[int | None, set, list, int, list]:
     """Serve ``config_path`` for ``seconds``; the restored scan, every layer state seen, the state reasons,
-    the scans every layer took since the restore, the samples taken."""
+    the scans since the restore, the samples taken."""
     async def run():
         seen: set = set()
         async with PlcAnnaServer(load_server_config(config_path)) as server:
@@ -37,7 +37,7 @@ def serve_and_watch(config_path, seconds: float) -> tuple[int | None, set, list,
                 seen.update(layer.state for layer in server.runtime.compensator.layers)
                 await asyncio.sleep(0.02)
             layers = server.runtime.compensator.layers
-            scans = min(layer.scan for layer in layers) - server.restored_scan
+            scans = server.runtime.scan - server.restored_scan
             reasons = [getattr(layer, "state_reason", "") for layer in layers]
             return server.restored_scan, seen, reasons, scans, server.runtime.samples
     return asyncio.run(run())
@@ -45,10 +45,8 @@ def serve_and_watch(config_path, seconds: float) -> tuple[int | None, set, list,
 
 @pytest.fixture(params=["opcua", "modbus"])
 def plc(request):
-    """A simulated PLC; over Modbus at a 10 ms cycle, where reading the trace (some 140 requests) takes
-    fewer PLC cycles than the ring holds (at 2 ms it would take more, and the link then drops those rows
-    rather than pair one cycle's inputs with another's outputs)."""
-    with running_plc(request.param, cycle_s=0.002 if request.param == "opcua" else 0.01) as running:
+    """A simulated PLC of the thermocouple network (over Modbus at its 10 ms cycle: see ``simplc``)."""
+    with running_plc(request.param) as running:
         yield request.param, running
 
 
