@@ -34,8 +34,8 @@ True
 >>> gain, offset = comp.correction(2)
 >>> raw = sim.infer(X)
 >>> rms = lambda e: float(np.sqrt(np.mean(e**2)))
->>> round(rms(raw - ideal)), round(rms(gain * raw + offset - ideal), 1)   # °C, uncorrected and corrected
-(201, 25.0)
+>>> round(rms(raw - ideal), -1), rms(gain * raw + offset - ideal) < 30   # °C: uncorrected, and corrected
+(200.0, True)
 """
 
 from plc_anna.compensator.config import CompensatorConfig

@@ -271,3 +271,53 @@ def test_operator_commands(calibrated):
     assert np.allclose(layer.correction()[0], 1.05)
     events, _ = run(plant, layer, 80)
     assert events[0].kind is EventKind.CALIBRATED and layer.state is not DriftState.CALIBRATING
+
+
+def walking_plant(seed=11):
+    """Calibrated where the process starts, in three of eight input directions; the operating point then
+    walks, scan by scan, into the five directions calibration never saw."""
+    plant = Plant(seed)
+    layer = LayerCompensator(0, plant.W, plant.b, CONFIG)
+    base = plant.rng.normal(size=N_IN)
+    mask = np.zeros(N_IN)
+    mask[:3] = 1.0
+
+    def scan(progress: float):
+        direction = np.where(mask > 0, 0.0, 1.0)
+        x = base + plant.rng.normal(size=(BATCH, N_IN)) * (mask + 0.15 * progress * direction) \
+            + 2.5 * progress * direction
+        y = plant.gain * (x @ plant.W_cal.T + plant.b_cal) + plant.offset \
+            + 0.01 * plant.rng.normal(size=(BATCH, N_OUT))
+        return x, y
+
+    events = []
+    for _ in range(80):
+        events += layer.update(*scan(0.0))
+    assert layer.state is not DriftState.CALIBRATING and int(layer.fingerprint.covered().sum()) == 3
+    return plant, layer, scan
+
+
+def test_an_operating_point_that_walks_out_of_the_calibrated_region_raises_no_alarm():
+    plant, layer, scan = walking_plant()
+    events = []
+    for i in range(1500):
+        events += layer.update(*scan(min(1.0, i / 1000)))
+    kinds = {e.kind for e in events}
+    assert EventKind.DRIFT_DETECTED not in kinds and EventKind.FAULT not in kinds, \
+        [e.message for e in events if e.kind in (EventKind.DRIFT_DETECTED, EventKind.FAULT)]
+    assert EventKind.COVERAGE_GROWN in kinds                    # it learned the region it walked into
+    assert int(layer.fingerprint.covered().sum()) == N_IN and layer.coverage > 0.99
+
+
+def test_the_same_walk_with_a_two_percent_gain_step_raises_one():
+    plant, layer, scan = walking_plant()
+    for i in range(1500):
+        layer.update(*scan(min(1.0, i / 1000)))
+    plant.gain[[1, 4]] = 0.98
+    detected = None
+    for i in range(300):
+        events = layer.update(*scan(1.0))
+        if any(e.kind is EventKind.DRIFT_DETECTED for e in events):
+            detected = i
+            break
+    assert detected is not None and detected < 50
