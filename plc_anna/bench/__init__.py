@@ -6,12 +6,21 @@ reproducible; baselines are measured in the same run. Plots need matplotlib
 """
 
 
+import importlib
+from types import ModuleType
+
+
+def bench_module(name: str, what: str) -> ModuleType:
+    """Import ``name`` from the ``bench`` extra, or a ValueError saying ``what`` needs it and how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ValueError(f"{what}: pip install 'plc-anna[bench]'") from None
+
+
 def pyplot():
     """matplotlib's pyplot on the file-only Agg backend, or a ValueError saying how to install it."""
-    try:
-        import matplotlib
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ValueError("plots need matplotlib: pip install 'plc-anna[bench]'") from None
+    matplotlib = bench_module("matplotlib", "plots need matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

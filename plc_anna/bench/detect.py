@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from plc_anna.bench import pyplot
+from plc_anna.bench import bench_module, pyplot
 from plc_anna.bench.processes import BASE_AGE_S, KINDS, STREAMS, plan
 from plc_anna.bench.streams import Split, split
 from plc_anna.compensator import CompensatorConfig, LayerCompensator
@@ -67,12 +67,7 @@ BOUND_SCANS = 32
 
 def _river_drift():
     """river's ``drift`` module, or a ValueError saying how to install it."""
-    try:
-        from river import drift
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ValueError("the detection benchmark compares against river's detectors: "
-                         "pip install 'plc-anna[bench]'") from None
-    return drift
+    return bench_module("river.drift", "the detection benchmark compares against river's detectors")
 
 
 def _feed(detectors: list[Any], values: list[float]) -> bool:

@@ -10,8 +10,9 @@ scikit-learn ships (no download), seeded, for ``plc-anna bench compensation --ne
 - ``wide``: a 64 → 256 (relu) → 16 regression on the 8×8 digit images
   (``load_digits``) against a fixed random teacher: a chip-sized hidden layer.
 
-Inputs are standardized before the network, as a PLC scales each sensor to
-its range before an analog accelerator's DACs (one full scale per layer: a
+Inputs are standardized before the network (the digit images scaled by one
+factor: one sensor type), as a PLC scales each sensor to its range before an
+analog accelerator's DACs (one full scale per layer: a
 feature in thousands beside one in tenths would lose the latter to
 rounding); regression targets are standardized for training and unscaled in
 the last layer. Each network keeps its held-out half as ``X``/``y``, inputs
@@ -26,6 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from plc_anna.bench import bench_module
 from plc_anna.device.network import Network, network_from_arrays
 
 BENCH_NETWORKS = ("diabetes", "breast_cancer", "wine", "wide")
@@ -33,12 +35,8 @@ SEED = 7
 
 
 def _sklearn():
-    try:
-        from sklearn import datasets, neural_network
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ValueError("the benchmark's own networks are trained with scikit-learn: "
-                         "pip install 'plc-anna[bench]'") from None
-    return datasets, neural_network
+    what = "the benchmark's own networks are trained with scikit-learn"
+    return bench_module("sklearn.datasets", what), bench_module("sklearn.neural_network", what)
 
 
 def _split(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -73,7 +71,7 @@ def _train(name: str) -> Network:
         y = np.tanh(X / 16.0 @ teacher[0]) @ teacher[1]
         return _regression(nn, "wide", X, y, (256,), "relu", "Regression of a fixed random teacher on the 8x8 "
                            "digit images: a 256-column hidden layer.", tuple(f"t{i}" for i in range(16)),
-                           solver="adam", alpha=1e-4, max_iter=300)
+                           solver="adam", alpha=1e-4, max_iter=300, pixels=True)
     if name == "diabetes":
         data = datasets.load_diabetes()
         return _regression(nn, "diabetes", data.data, data.target[:, None], (16,), "tanh",
@@ -102,9 +100,13 @@ def _train(name: str) -> Network:
 
 
 def _regression(nn, name: str, X: np.ndarray, y: np.ndarray, hidden: tuple[int, ...], activation: str,
-                description: str, output_names: tuple[str, ...], solver: str, alpha: float, max_iter: int) -> Network:
+                description: str, output_names: tuple[str, ...], solver: str, alpha: float, max_iter: int,
+                pixels: bool = False) -> Network:
     X_train, y_train, X_test, y_test = _split(X.astype(float), y.astype(float))
-    mean, scale = X_train.mean(axis=0), np.where(X_train.std(axis=0) > 0, X_train.std(axis=0), 1.0)
+    if pixels:   # one sensor type: one scale for all (a border pixel that hardly varies is not blown up)
+        mean, scale = np.zeros(X.shape[1]), np.full(X.shape[1], float(X_train.max()))
+    else:
+        mean, scale = X_train.mean(axis=0), np.where(X_train.std(axis=0) > 0, X_train.std(axis=0), 1.0)
     y_mean, y_scale = y_train.mean(axis=0), y_train.std(axis=0)
     model = nn.MLPRegressor(hidden_layer_sizes=hidden, activation=activation, alpha=alpha, solver=solver,
                             max_iter=max_iter, random_state=SEED).fit((X_train - mean) / scale,
