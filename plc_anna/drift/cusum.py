@@ -280,6 +280,9 @@ class ScoreCusum:
         tests = self.shape[0] * self.shape[1] * self.signs.size * self.shifts.size
         self.thresholds = np.array([threshold_for_arl0(arl0 * tests, shift / 2.0) for shift in self.shifts])
         self._sums = np.zeros((*self.shape, self.signs.size, self.shifts.size))
+        self._half_shifts = self.shifts / 2.0
+        self._relative = np.zeros_like(self._sums)
+        self._ratios: np.ndarray | None = None
         self._detected = False
 
     def update(self, scores: np.ndarray) -> bool:
@@ -287,15 +290,21 @@ class ScoreCusum:
         scores = np.asarray(scores, dtype=float)
         if scores.shape != self.shape or not np.all(np.isfinite(scores)):
             raise ValueError(f"scores must be a finite array of shape {self.shape}, got {scores.shape}")
-        signed = scores[:, :, None, None] * self.signs[None, None, :, None]
-        self._sums = np.maximum(0.0, self._sums + signed - self.shifts / 2.0)
-        if np.any(self._sums > self.thresholds):
+        sums = self._sums
+        sums += scores[:, :, None, None] * self.signs[None, None, :, None]
+        sums -= self._half_shifts
+        np.maximum(sums, 0.0, out=sums)
+        np.divide(sums, self.thresholds, out=self._relative)
+        self._ratios = None
+        if self._relative.max() > 1.0:
             self._detected = True
         return self._detected
 
     def reset(self) -> None:
         """Every CUSUM back to 0, the alarm cleared."""
         self._sums[:] = 0.0
+        self._relative[:] = 0.0
+        self._ratios = None
         self._detected = False
 
     @property
@@ -305,12 +314,17 @@ class ScoreCusum:
     @property
     def ratios(self) -> np.ndarray:
         """(columns,): each column's largest CUSUM relative to its threshold (1: alarm)."""
-        return np.max(self._sums / self.thresholds, axis=(1, 2, 3))
+        return self._column_ratios().copy()
 
     @property
     def ratio(self) -> float:
         """The bank's largest CUSUM relative to its threshold."""
-        return float(self.ratios.max())
+        return float(self._column_ratios().max())
+
+    def _column_ratios(self) -> np.ndarray:
+        if self._ratios is None:   # read several times a window, computed once
+            self._ratios = self._relative.reshape(self.shape[0], -1).max(axis=1)
+        return self._ratios
 
     @property
     def columns_detected(self) -> np.ndarray:

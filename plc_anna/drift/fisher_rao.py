@@ -75,6 +75,12 @@ def fisher_rao_distance(mu1: np.ndarray, sigma1: np.ndarray,
     """
     m1, m2 = _finite(mu1, "mu1"), _finite(mu2, "mu2")
     s1, s2 = _finite(sigma1, "sigma1", positive=True), _finite(sigma2, "sigma2", positive=True)
+    return half_plane_distance(m1, s1, m2, s2)
+
+
+def half_plane_distance(m1: np.ndarray, s1: np.ndarray, m2: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """:func:`fisher_rao_distance` of float arrays already known finite with ``s > 0`` (no checks: for a
+    caller on the scan that built them so)."""
     with np.errstate(over="ignore"):  # astronomically far pairs are +inf apart, not an error
         half_chord = np.hypot((m1 - m2) / _SQRT2, s1 - s2) / (2.0 * np.sqrt(s1) * np.sqrt(s2))
         return np.asarray(2.0 * _SQRT2 * np.arcsinh(half_chord), dtype=float)
