@@ -174,6 +174,14 @@ class Runtime:
         """An engineer's correction for ``layer``, applied and committed now (ValueError: nothing changes)."""
         self._layer(layer).set_correction(gain, offset)
 
+    def set_gain(self, layer: int, gain: np.ndarray) -> None:
+        """An engineer's gains for ``layer`` with its offsets as they are, applied and committed now."""
+        self.set_correction(layer, gain, self._layer(layer).correction()[1])
+
+    def set_offset(self, layer: int, offset: np.ndarray) -> None:
+        """An engineer's offsets for ``layer`` with its gains as they are, applied and committed now."""
+        self.set_correction(layer, self._layer(layer).correction()[0], offset)
+
     def set_age(self, age_s: float) -> None:
         self.simulated.set_age(_finite(age_s, "age"))
 
