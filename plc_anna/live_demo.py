@@ -128,11 +128,11 @@ async def run_live_demo(settings: DemoSettings = DemoSettings(),
                 config_dir=directory, endpoint=f"opc.tcp://127.0.0.1:{free_port()}/plc-anna", scan_ms=settings.scan_ms,
                 network=settings.net, device_backend="plc", tag_map=str(tag_map_path), seed=settings.seed,
                 age_rate=0.0, security={"policies": ["None"], "allow_anonymous": True})
-            async with PlcAnnaServer(config, network=network) as server:
+            async with PlcAnnaServer(config, networks={config.served_networks[0].name: network}) as server:
                 phase(f"plc-anna server: {config.endpoint}, scan {settings.scan_ms} ms, reading and writing "
                       "the PLC's tags")
                 async with connect(config.endpoint) as client:
-                    link = server.controller.link
+                    link = server.networks[config.served_networks[0].name].link
                     phase("calibrating at an age of 1 minute (the t0 fingerprint)")
                     waited = time.monotonic()
                     while True:
@@ -168,11 +168,12 @@ async def run_live_demo(settings: DemoSettings = DemoSettings(),
                         if done:
                             break
                         await asyncio.sleep(0.02)
+                    status = link.status
                     summary_link = {"sets_accepted": sum(int(plc.tags(k)["AcceptedCommit"])
                                                          for k in range(plc.n_layers)),
-                                    "sets_written": link.sets_written, "reconnects": link.reconnects,
-                                    "heartbeats": link.heartbeat, "missed_heartbeats": link.missed_heartbeats,
-                                    "last_error": link.last_error}
+                                    "sets_written": status.sets_written, "reconnects": status.reconnects,
+                                    "heartbeats": status.heartbeat, "missed_heartbeats": status.missed_heartbeats,
+                                    "last_error": status.last_error}
     final = rows[-1]
     return {"settings": asdict(settings), "rows": rows, "checkpoints": checkpoint_rows, "final": final,
             "link": summary_link, "unit": network.output_unit, "wall_s": time.monotonic() - start_wall}
@@ -190,4 +191,4 @@ async def _row(client, read_status, plc: SimulatedPlc, sim: SimulatedNetwork, X:
             "distance": last["distance"] if math.isfinite(last["distance"]) else None, "gain_min": float(applied[-1][0].min()),
             "gain_max": float(applied[-1][0].max()), "rmse_uncorrected": _rmse(raw, ideal),
             "rmse_corrected": _rmse(corrected, ideal), "connected": link.connected,
-            "sets": link.sets_written}
+            "sets": 0 if link.status is None else link.status.sets_written}

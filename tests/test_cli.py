@@ -195,7 +195,7 @@ def test_a_killed_server_restarts_from_its_last_saved_state(tmp_path):
 
     async def restart():
         async with rig(tmp_path) as r:
-            return r.server.restored_scan
+            return r.server.networks["digits"].restored_scan
 
     assert asyncio.run(asyncio.wait_for(restart(), 60)) == entry.scan
 

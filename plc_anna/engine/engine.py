@@ -95,8 +95,13 @@ class Engine:
         """Change ``network``'s scan period (ValueError outside the allowed range)."""
         self._scan(network).set_period(period_s)
 
+    def trace(self, cycles: int) -> None:
+        """Keep the timings of every network's next ``cycles`` cycles (a benchmark's window)."""
+        for scan in self.scans.values():
+            scan.start_trace(cycles)
+
     def traces(self) -> dict:
-        """Each network's :class:`~plc_anna.engine.scan.CycleTrace` so far (``trace_cycles`` of its spec)."""
+        """Each network's :class:`~plc_anna.engine.scan.CycleTrace` since :meth:`trace`."""
         return {name: scan.trace for name, scan in self.scans.items()}
 
     def stop(self) -> dict[str, tuple[dict, int]]:

@@ -95,8 +95,12 @@ class EngineHost(ABC):
         """Change ``network``'s scan period (ValueError outside the allowed range)."""
 
     @abstractmethod
+    def trace(self, cycles: int) -> None:
+        """Keep the timings of every network's next ``cycles`` cycles (a benchmark's window)."""
+
+    @abstractmethod
     async def traces(self) -> dict:
-        """Each network's :class:`~plc_anna.engine.scan.CycleTrace` so far (a benchmark's)."""
+        """Each network's :class:`~plc_anna.engine.scan.CycleTrace` since :meth:`trace`."""
 
     @abstractmethod
     async def stop(self) -> dict[str, tuple[dict, int]]:
@@ -136,6 +140,11 @@ class ThreadHost(EngineHost):
         if self.engine is None:
             raise EngineStopped("the scan engine is not running")
         self.engine.set_period(network, period_s)
+
+    def trace(self, cycles: int) -> None:
+        if self.engine is None:
+            raise EngineStopped("the scan engine is not running")
+        self.engine.trace(cycles)
 
     async def traces(self) -> dict:
         if self.engine is None:
@@ -202,6 +211,9 @@ class ProcessHost(EngineHost):
 
     def set_period(self, network: str, period_s: float) -> None:
         self._send(("period", network, check_period(period_s)))
+
+    def trace(self, cycles: int) -> None:
+        self._send(("trace", int(cycles)))
 
     async def traces(self) -> dict:
         answer = self._expect("traces")

@@ -8,7 +8,8 @@ answered by ``("stopped", final_states)``, or until the socket closes (the
 server is gone: the scans stop, nothing is saved by them). Between, it takes
 ``("command", key, network, name, args)`` (answered ``("result", key,
 error)``), ``("period", network, seconds)`` and ``("traces",)`` (answered
-``("traces", {network: CycleTrace})``), and sends ``("reports", [...])``: the
+``("traces", {network: CycleTrace})``, after ``("trace", cycles)`` started
+them), and sends ``("reports", [...])``: the
 newest report of each network, from a sender thread, so a server that reads
 slowly delays no scan (the reports merge meanwhile).
 
@@ -114,6 +115,8 @@ def main(fd: int) -> None:
                     sender.answer(("result", key, exc))
                     continue
                 future.add_done_callback(lambda f, key=key: sender.answer(("result", key, _error(f))))
+            elif kind == "trace":
+                engine.trace(message[1])
             elif kind == "traces":
                 sender.answer(("traces", engine.traces()))
             elif kind == "run":

@@ -65,8 +65,6 @@ class NetworkSpec:
     samples_per_scan: int = 8
     age_rate: float = 1.0
     compensator: CompensatorConfig = field(default_factory=CompensatorConfig)
-    trace_cycles: int = 0
-    """Keep the timings of this many cycles from the start (:class:`CycleTrace`): for benchmarks."""
 
     def open(self) -> AnalogNetwork:
         """The analog network of this spec: simulated, or observed through the PLC (ValueError: neither)."""
@@ -103,7 +101,7 @@ class ScanReport:
 
 @dataclass
 class CycleTrace:
-    """Every cycle's timings (s) from the start, up to ``NetworkSpec.trace_cycles``: what a benchmark reads.
+    """Every cycle's timings (s) from :meth:`NetworkScan.start_trace` on, up to its count: what a benchmark reads.
 
     ``cycle_s`` and ``lateness_s`` as the task records them, ``overran`` whether the cycle ended after
     the next deadline, ``compute_s`` and ``read_s`` from the snapshot, ``state`` the last layer's drift
@@ -145,8 +143,8 @@ class NetworkScan:
         self._commands: deque[tuple[str, tuple, Future]] = deque()
         self._last_save = -math.inf
         self.trace = CycleTrace()
-        if spec.trace_cycles > 0:
-            self.task.on_cycle = self._trace
+        self._trace_left = 0
+        self.task.on_cycle = self._trace
 
     def restore(self, state: dict) -> None:
         """Load a saved state (before :meth:`start`); :class:`StateRefused` leaves the network as it was."""
@@ -196,10 +194,17 @@ class NetworkScan:
         due = bool(snapshot.events) or time.monotonic() - self._last_save >= STATE_PERIOD_S
         self.emit(self._report(snapshot, due))
 
+    def start_trace(self, cycles: int) -> None:
+        """Keep the timings of the next ``cycles`` cycles in a new :attr:`trace` (a benchmark's window)."""
+        self._trace_left = 0
+        self.trace = CycleTrace()
+        self._trace_left = int(cycles)
+
     def _trace(self, cycle_s: float, lateness_s: float, overran: bool) -> None:
-        trace = self.trace
-        if len(trace.cycle_s) >= self.spec.trace_cycles:
+        if self._trace_left <= 0:
             return
+        self._trace_left -= 1
+        trace = self.trace
         loop = self.runtime.loop
         trace.cycle_s.append(cycle_s)
         trace.lateness_s.append(lateness_s)

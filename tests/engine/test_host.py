@@ -31,7 +31,7 @@ def _network(name: str, columns: int, seed: int):
     return network_from_arrays(name, "regression", [W], [b], ["linear"], X=X, y=X @ W.T + b, output_unit="V")
 
 
-def _specs(**extra):
+def _specs(**extra) -> list[NetworkSpec]:
     return [NetworkSpec(name="line1", network=_network("a", 4, 1), scan_ms=10, samples_per_scan=16,
                         age_rate=0.0, compensator=FAST, **extra),
             NetworkSpec(name="line2", network=_network("b", 3, 2), scan_ms=20, samples_per_scan=16, seed=5,
@@ -166,16 +166,19 @@ def test_an_engine_process_ends_when_its_server_is_gone():
 def test_a_trace_keeps_every_cycles_timings(isolation):
     async def scenario():
         host = open_host(isolation)
-        await host.start(_specs(trace_cycles=30), {})
+        await host.start(_specs(), {})
         await host.run()
         try:
-            await _reports_until(host, lambda r: len(r) == 2 and min(x.stats.cycles for x in r.values()) >= 35)
+            latest, _ = await _reports_until(host, lambda r: len(r) == 2)
+            host.trace(30)
+            await _reports_until(host, lambda r: len(r) == 2 and all(
+                x.stats.cycles >= latest[name].stats.cycles + 35 for name, x in r.items()))
             traces = await host.traces()
         finally:
             await host.stop()
         trace = traces["line1"]
         assert len(trace.cycle_s) == len(trace.compute_s) == len(trace.state) == 30
         assert all(c > 0 for c in trace.compute_s) and all(x >= r for x, r in zip(trace.cycle_s, trace.read_s))
-        assert trace.state[0] == "CALIBRATING"
+        assert len(traces["line2"].cycle_s) == 30
 
     run(scenario)

@@ -85,7 +85,7 @@ def test_browse_read_methods_and_rights(tmp_path):
                     await viewer.get_node(r.nodeid("Compensator")).call_method(r.nodeid("Compensator.Rollback"))
                 with pytest.raises(ua.uaerrors.BadUserAccessDenied):
                     await gain.write_value(ua.Variant([1.0] * 10, ua.VariantType.Double))
-                assert r.server.runtime.compensator.layers[1].correction()[0].tolist() == \
+                assert r.scan().runtime.compensator.layers[1].correction()[0].tolist() == \
                     pytest.approx(before, abs=0.05)  # unchanged by the refused write (the ramp may move it)
     run(scenario)
 
@@ -103,7 +103,7 @@ def test_client_writes_are_validated(tmp_path):
         async with rig(tmp_path, compensator_config=FAST) as r:
             async with r.client() as client:
                 gain = client.get_node(r.nodeid(f"{LAYER1}.Gain"))
-                layer = r.server.runtime.compensator.layers[1]
+                layer = r.scan().runtime.compensator.layers[1]
                 bad = {
                     "NaN": ua.Variant([math.nan] + [1.0] * 9, ua.VariantType.Double),
                     "Inf": ua.Variant([math.inf] + [1.0] * 9, ua.VariantType.Double),
@@ -128,7 +128,7 @@ def test_client_writes_are_validated(tmp_path):
                 with pytest.raises(ua.uaerrors.BadOutOfRange):
                     await period.write_value(ua.Variant(1.0, ua.VariantType.Double))
                 await period.write_value(ua.Variant(25.0, ua.VariantType.Double))
-                assert r.server.scan.period_s == 0.025
+                assert r.scan().task.period_s == 0.025
     run(scenario)
 
 
@@ -189,14 +189,15 @@ def test_overruns_raise_an_alarm(tmp_path):
             async with r.client() as client:
                 subscription = await client.create_subscription(20, received)
                 await subscription.subscribe_events(client.nodes.server, ua.ObjectIds.SystemEventType)
-                work = r.server.scan.work
+                runtime = r.scan().runtime
+                step = runtime.step
 
                 def slow():
                     import time
                     time.sleep(0.03)
-                    return work()
+                    return step()
 
-                r.server.scan.work = slow
+                runtime.step = slow
                 assert await wait_for(lambda: _any_message(received, "scan overrun"))
                 overruns = client.get_node(r.nodeid("Compensator.Overruns"))
                 assert await overruns.read_value() >= 1
@@ -215,12 +216,12 @@ def test_a_restart_restores_the_state(tmp_path):
                 assert await wait_for(lambda: _greater(counter, 0))
                 await client.get_node(r.nodeid(f"{LAYER1}.Gain")).write_value(
                     ua.Variant([1.2] * 10, ua.VariantType.Double))
-            await r.server.command(r.server.runtime.set_age, 3600.0)
-            return r.server.runtime.state_dict()
+            await r.server.networks["digits"].command("set_age", 3600.0)
+            return r.scan().runtime.state_dict()
 
     async def second():
         async with rig(tmp_path, compensator_config=FAST) as r:
-            return r.server.restored_scan, r.server.runtime
+            return r.server.networks["digits"].restored_scan, r.scan().runtime
 
     saved = run(first)
     restored_scan, runtime = run(second)
@@ -289,7 +290,7 @@ def test_sign_and_encrypt_with_users(tmp_path):
 
     async def scenario():
         async with PlcAnnaServer(config, FAST) as server:
-            idx = server.space.idx
+            idx = server.idx
             async with await client_as("vera") as client:
                 assert len(await client.get_node(ua.NodeId(f"{LAYER1}.Gain", idx)).read_value()) == 10
                 with pytest.raises(ua.uaerrors.BadUserAccessDenied):
