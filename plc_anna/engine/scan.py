@@ -7,8 +7,16 @@ Each cycle of a :class:`NetworkScan` (on its :class:`~plc_anna.engine.task.Realt
    off new jobs to the network's :class:`~plc_anna.engine.jobs.JobWorker`;
 2. hand the corrections of the mapped layers to the PLC link;
 3. emit a :class:`ScanReport`: the snapshot, the cycle statistics, the link's
-   state and events, and the state to save when it is due (the scan raised an
-   event, or :data:`STATE_PERIOD_S` passed).
+   state and events, and the state to save when it is due: the scan raised an
+   event, or :data:`STATE_PERIOD_S` passed.
+
+Taking the state is the one part of a save that runs on the scan's thread (the
+store writes it elsewhere), and its cost grows with the network: a few ms for
+a network of a few hundred columns, most of a second for a 64-tile chip,
+whose fingerprints hold a 256 x 256 matrix each. So a save an event asks for
+waits, when needed, until the scan has spent at most :data:`STATE_SHARE` of
+its time taking states; it is not dropped, the next scan takes it. A command
+is saved at once.
 
 ``emit`` must not block (the engine hands reports to a
 :class:`~plc_anna.engine.mailbox.ReportBox`). Commands (:data:`COMMANDS`) run
@@ -40,6 +48,8 @@ from plc_anna.server.runtime import Runtime, Snapshot
 
 #: A network's state is saved at least this often even when nothing happens (scan counters, age).
 STATE_PERIOD_S = 60.0
+#: Event-driven saves take at most this share of a scan's time (one save per 1/STATE_SHARE times its cost).
+STATE_SHARE = 0.02
 #: The commands a network's scan runs between cycles: the operations, a manual correction, the test rig's.
 OPERATIONS = ("calibrate", "commit", "rollback", "reset_reference")
 COMMANDS = OPERATIONS + ("set_correction", "set_gain", "set_offset", "set_age", "set_temperature", "inject_fault")
@@ -142,6 +152,8 @@ class NetworkScan:
                                  priority)
         self._commands: deque[tuple[str, tuple, Future]] = deque()
         self._last_save = -math.inf
+        self._state_cost_s = 0.0
+        self._save_pending = False
         self.trace = CycleTrace()
         self._trace_left = 0
         self.task.on_cycle = self._trace
@@ -191,7 +203,9 @@ class NetworkScan:
         snapshot = self.runtime.step()
         if self.link is not None:
             self.link.after_scan([(layer.gain, layer.offset) for layer in snapshot.layers])
-        due = bool(snapshot.events) or time.monotonic() - self._last_save >= STATE_PERIOD_S
+        self._save_pending = self._save_pending or bool(snapshot.events)
+        since = time.monotonic() - self._last_save
+        due = since >= STATE_PERIOD_S or (self._save_pending and since >= self._state_cost_s / STATE_SHARE)
         self.emit(self._report(snapshot, due))
 
     def start_trace(self, cycles: int) -> None:
@@ -232,7 +246,10 @@ class NetworkScan:
     def _report(self, snapshot: Snapshot, state: bool) -> ScanReport:
         saved: dict[str, Any] | None = None
         if state:
-            saved, self._last_save = self.runtime.state_dict(), time.monotonic()
+            start = time.monotonic()
+            saved = self.runtime.state_dict()
+            self._last_save = time.monotonic()
+            self._state_cost_s, self._save_pending = self._last_save - start, False
         link = self.link
         return ScanReport(self.name, snapshot, self.task.stats(), None if link is None else link.status(),
                           () if link is None else link.take_events(), saved)
