@@ -60,6 +60,8 @@ class CycleStats:
 
     cycles: int = 0
     overruns: int = 0
+    missed_deadlines: int = 0
+    """Deadlines skipped because a cycle ran past them (an overrun skips one or more)."""
     failures: int = 0
     last_error: str = ""
     last_ms: float = math.nan
@@ -92,20 +94,24 @@ class CycleRecorder:
         self._lateness: deque[float] = deque(maxlen=window)
         self.max_s = 0.0
         self.overruns = 0
+        self.missed_deadlines = 0
         self.cycles = 0
 
-    def record(self, cycle_s: float, lateness_s: float, overran: bool) -> None:
+    def record(self, cycle_s: float, lateness_s: float, overran: bool | int) -> None:
+        """One cycle: its time, its lateness, and whether it ran past the next deadline (or how many)."""
         self._cycle.append(cycle_s)
         self._lateness.append(lateness_s)
         self.max_s = max(self.max_s, cycle_s)
         self.overruns += bool(overran)
+        self.missed_deadlines += int(overran)
         self.cycles += 1
 
     def stats(self, **fields) -> CycleStats:
         """The counters and times now; ``fields`` fill the rest of :class:`CycleStats` (failures, period, ...)."""
+        counts = {"cycles": self.cycles, "overruns": self.overruns, "missed_deadlines": self.missed_deadlines}
         if not self._cycle:
-            return CycleStats(cycles=self.cycles, overruns=self.overruns, **fields)
-        return CycleStats(cycles=self.cycles, overruns=self.overruns, last_ms=1e3 * self._cycle[-1],
+            return CycleStats(**counts, **fields)
+        return CycleStats(**counts, last_ms=1e3 * self._cycle[-1],
                           p99_ms=round(1e3 * float(np.percentile(self._cycle, 99)), 6), max_ms=1e3 * self.max_s,
                           lateness_ms=1e3 * self._lateness[-1], **fields)
 
@@ -231,7 +237,7 @@ class RealtimeTask:
             cycle_s = time.perf_counter() - t0
             now = time.monotonic()
             deadline, missed = next_deadline(deadline, now, self._period_s)
-            self.recorder.record(cycle_s, lateness, missed > 0)
+            self.recorder.record(cycle_s, lateness, missed)
             if self.on_cycle is not None:
                 self.on_cycle(cycle_s, lateness, missed > 0)
             if missed == 0:

@@ -208,6 +208,50 @@ async def _any_message(events, text):
     return any(text in e.Message.Text for e in events)
 
 
+def test_a_stuck_subscriber_delays_neither_the_scan_nor_the_other_clients(tmp_path):
+    """Five sessions in another process subscribe to every layer, then that process stops (SIGSTOP): its
+    sockets are no longer read. The scan keeps its deadlines (counted: deadlines it ran past, against the
+    cycles it ran) and a healthy client still gets its notifications."""
+    from plc_anna.bench.baseline import SUBSCRIBED
+    from plc_anna.bench.subscribers import Subscribers
+    from plc_anna.server.model import NAMESPACE_URI
+
+    async def scenario():
+        async with rig(tmp_path, compensator_config=FAST, scan_ms=10, publish_ms=20,
+                       scan_isolation="process") as r:
+            nodes = [f"ns={NAMESPACE_URI};s={LAYER1.replace('Layer1', f'Layer{i}')}.{member}"
+                     for i in range(2) for member in SUBSCRIBED]
+            served = r.server.networks["digits"]
+            async with Subscribers(r.endpoint, 5, 20, nodes, tmp_path) as stuck, r.client(user=None) as healthy:
+                assert stuck.monitored_items == 5 * len(nodes)
+                received = _Counter()
+                subscription = await healthy.create_subscription(20, received)
+                await subscription.subscribe_data_change([healthy.get_node(r.nodeid(f"{LAYER1}.Gain")),
+                                                          healthy.get_node(r.nodeid("ControllerLink.Heartbeat"))])
+                stuck.pause()
+                try:
+                    before, heard = served.stats, received.count
+                    assert await wait_for(lambda: _scanned(served, before.cycles + 300), timeout=60)
+                    after = served.stats
+                    assert after.missed_deadlines - before.missed_deadlines <= 0.05 * (after.cycles - before.cycles)
+                    assert received.count - heard >= 20      # publishing went on for everybody else
+                finally:
+                    stuck.resume()
+    run(scenario)
+
+
+class _Counter:
+    def __init__(self):
+        self.count = 0
+
+    def datachange_notification(self, node, value, data):
+        self.count += 1
+
+
+async def _scanned(served, cycles):
+    return served.stats.cycles >= cycles
+
+
 def test_a_restart_restores_the_state(tmp_path):
     async def first():
         async with rig(tmp_path, compensator_config=FAST) as r:
