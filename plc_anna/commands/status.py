@@ -1,9 +1,9 @@
-"""``plc-anna status``: a running server's network, layers and scan diagnostics, live."""
+"""``plc-anna status``: a running server's networks, layers and scan diagnostics, live."""
 
 from __future__ import annotations
 
 import click
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -20,10 +20,10 @@ from plc_anna.units import format_age
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 3600), help="Refresh (s).")
 @click.option("--once", is_flag=True, help="Print one table and exit.")
 def status(endpoint, user, password, cert, key, server_cert, interval, once) -> None:
-    """Show a running server's network, layers and scan diagnostics, refreshed live (Ctrl-C ends)."""
+    """Show a running server's networks, layers and scan diagnostics, refreshed live (Ctrl-C ends)."""
     import asyncio
 
-    from plc_anna.server.status import connect, read_status
+    from plc_anna.server.status import connect, read_networks
 
     if user and password is None:
         password = click.prompt(f"password of {user}", hide_input=True)
@@ -32,12 +32,12 @@ def status(endpoint, user, password, cert, key, server_cert, interval, once) -> 
     async def run() -> None:
         async with connect(endpoint, user, password, cert, key, server_cert) as client:
             if once:
-                console.print(_status_table(endpoint, await read_status(client)))
+                console.print(_tables(endpoint, await read_networks(client)))
                 return
-            with Live(_status_table(endpoint, await read_status(client)), console=console) as live:
+            with Live(_tables(endpoint, await read_networks(client)), console=console) as live:
                 while True:
                     await asyncio.sleep(interval)
-                    live.update(_status_table(endpoint, await read_status(client)))
+                    live.update(_tables(endpoint, await read_networks(client)))
 
     try:
         asyncio.run(run())
@@ -47,9 +47,15 @@ def status(endpoint, user, password, cert, key, server_cert, interval, once) -> 
         raise click.ClickException(str(exc)) from None
 
 
-def _status_table(endpoint: str, status: dict) -> Table:
+def _tables(endpoint: str, networks: list) -> Group:
+    """One table per network (titled with its name on a server of several)."""
+    return Group(*(_status_table(endpoint if name is None else f"{endpoint} {name}", status)
+                   for name, status in networks))
+
+
+def _status_table(title: str, status: dict) -> Table:
     diag = status["diagnostics"]
-    table = Table(title=f"{endpoint}: age {format_age(status['age_s'])}, {status['temperature_k']:.1f} K",
+    table = Table(title=f"{title}: age {format_age(status['age_s'])}, {status['temperature_k']:.1f} K",
                   caption=f"scan {diag['ScanPeriod']:g} ms: last {diag['LastCycleTime']:.2f} ms, p99 "
                           f"{diag['P99CycleTime']:.2f} ms, max {diag['MaxCycleTime']:.2f} ms, "
                           f"{diag['Overruns']:.0f} overruns")
