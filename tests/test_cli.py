@@ -91,6 +91,11 @@ def test_the_end_to_end_demo_compensates_through_the_plc(runner, tmp_path):
     assert final["age"] == "10y" and final["connected"]
     assert final["rmse_corrected"] < 0.6 * final["rmse_uncorrected"]   # the PLC's correction works
     assert summary["link"]["sets_accepted"] > 3 and summary["link"]["reconnects"] == 0
+    # The PLC ran in its own process; the summary states the heartbeat target and what was measured.
+    assert summary["link"]["plc_cycles"] > 100
+    (heartbeats,) = summary["targets"]
+    assert heartbeats["limit"] == 0 and heartbeats["measured"] == summary["link"]["missed_heartbeats"]
+    assert heartbeats["met"] == (heartbeats["measured"] == 0) and "(target 0: " in result.output
     assert [row["checkpoint"] for row in summary["checkpoints"]] == ["1h", "1d", "30d", "1y", "10y"]
 
 

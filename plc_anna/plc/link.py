@@ -155,7 +155,8 @@ class PlcLink:
                   before_cycle: Callable[[], None] | None = None) -> None:
         """Scan every ``period_s`` until ``stop`` is set, then close the connection.
 
-        A heartbeat task writes the heartbeat on absolute deadlines (:meth:`beat`); a deadline it misses
+        The link first tries to connect (once; a PLC that does not answer is retried by the cycles). A
+        heartbeat task writes the heartbeat on absolute deadlines (:meth:`beat`); a deadline it misses
         counts in :attr:`missed_heartbeats`. Each heartbeat written starts one set/status cycle
         (:meth:`cycle` without the heartbeat, after ``before_cycle()``), so a set write follows the
         heartbeat instead of sharing the connection with it. A cycle still running when the next
@@ -163,6 +164,10 @@ class PlcLink:
         """
         tick = asyncio.Event()
         beats_written = 0
+        if not self.connected:
+            # Reach the PLC before the first heartbeat deadline: a schedule that started while the
+            # connection was still being opened would count its first beats as missed.
+            await self._connect(self.clock())
 
         async def heartbeat() -> None:
             nonlocal beats_written
