@@ -145,9 +145,11 @@ class PlcAnnaServer:
             await self.host.run()
         except BaseException:
             await self.host.stop()
+            self.host = None
             if self.server is not None:
                 await self.server.stop()
                 self.server = None
+            self._store_thread.shutdown(wait=True)
             self.store.close()
             raise
         self._publisher = asyncio.get_running_loop().create_task(self._publish_loop(), name="plc-anna publishing")

@@ -240,6 +240,23 @@ def test_a_stuck_subscriber_delays_neither_the_scan_nor_the_other_clients(tmp_pa
     run(scenario)
 
 
+def test_a_server_whose_scan_engine_dies_stops_serving_with_the_reason(tmp_path):
+    """The scans' process killed (as by the OOM killer): serve_forever ends with an error, so a service
+    manager restarts the server, instead of serving values that no longer move."""
+    import os
+    import signal
+
+    async def scenario():
+        async with rig(tmp_path, compensator_config=FAST, scan_isolation="process") as r:
+            serving = asyncio.ensure_future(r.server.serve_forever())
+            await asyncio.sleep(0.3)
+            assert not serving.done()
+            os.kill(r.server.host.process.pid, signal.SIGKILL)
+            with pytest.raises(RuntimeError, match="the scan engine process ended"):
+                await asyncio.wait_for(serving, 30)
+    run(scenario)
+
+
 class _Counter:
     def __init__(self):
         self.count = 0
