@@ -10,10 +10,10 @@ process of its own, ``scan_priority`` 40), scanning every ``scan_ms``. With
 ``subscribers`` > 0, that many asyncua client sessions in another process
 (:mod:`plc_anna.bench.subscribers`) each subscribe, at ``publish_ms``, to
 every layer's LayerDistance, DriftState, Gain and Offset of every network; the
-server publishes every ``publish_ms`` too. Once they are subscribed the
-window opens: every network is told to Calibrate (so each window holds one
-calibration, its ramp and steady monitoring) and its next ``cycles`` cycles
-are traced by the engine (:meth:`EngineHost.trace
+server publishes every ``publish_ms`` too. Once they are subscribed, every
+network is told to Calibrate (so each window holds one calibration, its ramp
+and steady monitoring), then the window opens: each network's next ``cycles``
+cycles are traced by the engine (:meth:`EngineHost.trace
 <plc_anna.engine.host.EngineHost.trace>`). What each number measures:
 
 - ``compute_ms``: the compensator update of a cycle (:attr:`ScanLoop.last_update_s
@@ -24,8 +24,9 @@ are traced by the engine (:meth:`EngineHost.trace
   compute times by the last layer's drift state after the update.
 - ``lateness_ms``: how long after its absolute deadline a cycle started.
 - ``overruns``: cycles of the window that ended after the next deadline, over
-  all networks (``overrun_cycles`` lists the first 100 as ``[network, cycle]``;
-  ``overruns_before`` counts those before the window).
+  all networks (``overrun_cycles`` lists the first 100 as ``[network, cycle,
+  compute_ms, work_ms]``: whether the update itself took the time, or the
+  cycle waited for the CPU; ``overruns_before`` counts those before the window).
 - ``server_update_ms``: one network's publishing on the server's event loop
   (:meth:`ServedNetwork.publish <plc_anna.server.served.ServedNetwork.publish>`:
   every node written with ``write_attribute_value``, the subscriptions'
@@ -210,11 +211,11 @@ async def _serve_and_measure(run: CycleRun, seed: int, isolation: str, priority:
             served = server.networks
             for network in served.values():
                 network.publish = _timed(network.publish, publish_s)
+            for network in served.values():   # the command (and the save after it) before the window opens
+                await network.command("calibrate")
             before = {name: (network.stats, network.publish_dropped) for name, network in served.items()}
             publish_s.clear()
             server.host.trace(run.cycles)
-            for network in served.values():
-                await network.command("calibrate")
             traces = await _window(server, run)
             passes = len(publish_s)
             after = {name: (network.stats, network.publish_dropped) for name, network in served.items()}
@@ -270,7 +271,8 @@ async def _one_run(run: CycleRun, seed: int, isolation: str, priority: int, blas
     floor = numpy_floor(run.layers, run.columns, INPUTS, SAMPLES_PER_SCAN, seed=seed)
     traces, cycles = served["traces"], run.cycles
     compute, states = _pool(traces, "compute_s", cycles), _pool(traces, "state", cycles)
-    overran = [(name, k) for name, trace in traces.items() for k, late in enumerate(trace.overran[:cycles]) if late]
+    overran = [(name, k, round(1e3 * trace.compute_s[k], 3), round(1e3 * trace.cycle_s[k], 3))
+               for name, trace in traces.items() for k, late in enumerate(trace.overran[:cycles]) if late]
     by_state = {}
     for name in dict.fromkeys(states):
         picked = [t for t, s in zip(compute, states) if s == name]
