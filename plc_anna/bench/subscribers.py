@@ -23,6 +23,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from plc_anna.subprocesses import child_env, end_child
+
 #: How long the sessions may take to connect and subscribe (s).
 READY_TIMEOUT_S = 300.0
 
@@ -48,9 +50,7 @@ class Subscribers:
         nodes_file.write_text("\n".join(self.nodes) + "\n")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "plc_anna.bench.subscribers", self.endpoint, str(self.sessions),
-            str(self.publish_ms), str(nodes_file), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")) if p)})
+            str(self.publish_ms), str(nodes_file), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env())
         try:
             line = await asyncio.wait_for(self.process.stdout.readline(), READY_TIMEOUT_S)
         except TimeoutError:
@@ -77,14 +77,7 @@ class Subscribers:
         if process is None or process.returncode is not None:
             return
         self.resume()
-        process.stdin.close()
-        try:
-            out = await asyncio.wait_for(process.stdout.read(), 60)
-        except TimeoutError:
-            process.kill()
-            out = b""
-        await process.wait()
-        for line in out.decode(errors="replace").splitlines():
+        for line in await end_child(process):
             if line.startswith("notifications "):
                 self.notifications = int(line.split()[1])
 

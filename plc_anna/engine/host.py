@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -36,13 +35,13 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from plc_anna.engine.engine import Engine
 from plc_anna.engine.mailbox import ReportBox
 from plc_anna.engine.scan import NetworkSpec, ScanReport
 from plc_anna.engine.task import check_period
+from plc_anna.subprocesses import child_env
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +175,9 @@ class ProcessHost(EngineHost):
         self._loop = loop = asyncio.get_running_loop()
         self.ended = asyncio.Event()
         ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parents[2])   # plc_anna importable in the child as here
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         try:
             self.process = subprocess.Popen([sys.executable, "-m", "plc_anna.engine.process", str(theirs.fileno())],
-                                            pass_fds=[theirs.fileno()], env=env, start_new_session=True)
+                                            pass_fds=[theirs.fileno()], env=child_env(), start_new_session=True)
         finally:
             theirs.close()
         # The connection reads and writes the socket's descriptor; the socket object is kept to shut it

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tomllib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from plc_anna.contract.tagmap import TagMap, parse_tag_map, tag_map_to_toml
+from plc_anna.subprocesses import child_env, end_child
 
 #: How long the PLC may take to start (s).
 START_TIMEOUT_S = 120.0
@@ -59,11 +58,9 @@ class PlcProcess:
         self._process: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> PlcProcess:
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self._process = process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "plc_anna.simulated_plc.process", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, start_new_session=True)
+            env=child_env(), start_new_session=True)
         process.stdin.write(json.dumps(asdict(self.settings)).encode() + b"\n")
         await process.stdin.drain()
         try:
@@ -89,14 +86,7 @@ class PlcProcess:
         process = self._process
         if process is None or process.returncode is not None:
             return
-        process.stdin.close()
-        try:
-            out = await asyncio.wait_for(process.stdout.read(), 60)
-        except TimeoutError:
-            process.kill()
-            out = b""
-        await process.wait()
-        for line in out.decode(errors="replace").splitlines():
+        for line in await end_child(process):
             try:
                 counts = json.loads(line)
             except ValueError:
