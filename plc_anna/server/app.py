@@ -44,6 +44,7 @@ from asyncua import Server, ua
 import plc_anna
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.contract.tagmap import load_tag_map
+from plc_anna.device.base import default_sinks
 from plc_anna.device.network import Network, load_network
 from plc_anna.device.params import load_device_params
 from plc_anna.engine.host import EngineHost, open_host
@@ -249,8 +250,8 @@ class PlcAnnaServer:
         nameplate = {"Manufacturer": "plc-anna (simulated device)" if simulated else "unknown",
                      "Model": network.name, "SerialNumber": f"sim-seed-{entry.seed}", "HardwareRevision": device_name,
                      "SoftwareRevision": plc_anna.__version__, "DeviceRevision": "1", "ProductCode": network.name}
-        sinks = ("plc",) * len(network.layers) if not simulated else \
-            ("device",) * (len(network.layers) - 1) + ("plc",)
+        # As the engine's device has them: a PLC-observed network is corrected by the PLC alone.
+        sinks = default_sinks(len(network.layers)) if simulated else ("plc",) * len(network.layers)
         space = await ua_nodes.build_address_space(server, self.idx, network, sinks, nameplate, ramp.gain_range,
                                                    ramp.offset_range, config.test_rig,
                                                    name=None if single else entry.name)
