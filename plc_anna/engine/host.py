@@ -106,10 +106,11 @@ class EngineHost(ABC):
         """Stop the scans; each network's final state and scan (empty if the engine had died)."""
 
 
-def open_host(isolation: str, priority: int = 0, blas_threads: int | None = 1) -> EngineHost:
-    """The host of an ``isolation`` (:data:`ISOLATIONS`)."""
+def open_host(isolation: str, priority: int = 0, blas_threads: int | None = 1,
+              send_interval_s: float = 0.0) -> EngineHost:
+    """The host of an ``isolation`` (:data:`ISOLATIONS`); a process sends reports at most every ``send_interval_s``."""
     if isolation == "process":
-        return ProcessHost(priority, blas_threads)
+        return ProcessHost(priority, blas_threads, send_interval_s)
     if isolation == "thread":
         return ThreadHost(priority, blas_threads)
     raise ValueError(f"unknown isolation {isolation!r}; valid: {', '.join(ISOLATIONS)}")
@@ -158,10 +159,14 @@ class ThreadHost(EngineHost):
 
 
 class ProcessHost(EngineHost):
-    """The engine in a child process (``python -m plc_anna.engine.process``), over a socket pair."""
+    """The engine in a child process (``python -m plc_anna.engine.process``), over a socket pair.
 
-    def __init__(self, priority: int = 0, blas_threads: int | None = 1) -> None:
+    ``send_interval_s`` paces the reports the child sends (no more often than the server publishes).
+    """
+
+    def __init__(self, priority: int = 0, blas_threads: int | None = 1, send_interval_s: float = 0.0) -> None:
         super().__init__(priority, blas_threads)
+        self.send_interval_s = float(send_interval_s)
         self.process: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._conn: Connection | None = None
@@ -188,7 +193,7 @@ class ProcessHost(EngineHost):
         self._reader.start()
         level = logging.getLogger("plc_anna").getEffectiveLevel()
         await loop.run_in_executor(None, self._send, ("start", list(specs), states, self.priority,
-                                                      self.blas_threads, level))
+                                                      self.blas_threads, level, self.send_interval_s))
         try:
             return await started
         except BaseException:

@@ -1,7 +1,7 @@
 """The engine's process: ``python -m plc_anna.engine.process FD``, started by :class:`~plc_anna.engine.host.ProcessHost`.
 
 ``FD`` is its end of a socket pair. The first message is ``("start", specs,
-states, priority, blas_threads, log_level)``; the process answers ``("ready",
+states, priority, blas_threads, log_level, send_interval_s)``; the process answers ``("ready",
 first_reports)`` or ``("failed", error)``, starts scanning on ``("run",)``
 (answered ``("running", None)``) and then runs until ``("stop",)``,
 answered by ``("stopped", final_states)``, or until the socket closes (the
@@ -11,7 +11,10 @@ error)``), ``("period", network, seconds)`` and ``("traces",)`` (answered
 ``("traces", {network: CycleTrace})``, after ``("trace", cycles)`` started
 them), and sends ``("reports", [...])``: the
 newest report of each network, from a sender thread, so a server that reads
-slowly delays no scan (the reports merge meanwhile).
+slowly delays no scan (the reports merge meanwhile). The sender sends reports at
+most every ``send_interval_s`` (the server publishes no more often): a scan
+every 10 ms is then pickled and sent ten times a second, not a hundred;
+answers go at once.
 
 The process ignores SIGINT and runs in a session of its own: Ctrl-C goes to
 the server, which stops the engine and saves the final states.
@@ -23,6 +26,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from multiprocessing.connection import Connection
 
@@ -32,10 +36,11 @@ from plc_anna.engine.task import set_thread_priority
 
 
 class _Sender:
-    """Sends answers first, then the newest reports; the only thread that writes to the socket."""
+    """Sends answers at once and the newest reports at most every ``interval_s``; the only thread that writes
+    to the socket."""
 
-    def __init__(self, conn: Connection, priority: int) -> None:
-        self.conn, self.priority = conn, priority
+    def __init__(self, conn: Connection, priority: int, interval_s: float = 0.0) -> None:
+        self.conn, self.priority, self.interval_s = conn, priority, interval_s
         self._wake = threading.Condition()
         self._answers: deque[tuple] = deque()
         self.box = ReportBox(notify=self._notify)
@@ -63,17 +68,20 @@ class _Sender:
         # The sender hands the scans' reports on: it runs at their priority, so that it is not the
         # thread the scans wait for (they share this process's interpreter lock).
         set_thread_priority(self.priority)
+        next_send = 0.0
         while True:
             with self._wake:
-                while not (self._answers or self.box or self._closing):
-                    self._wake.wait()
+                while not (self._answers or self._closing or (self.box and time.monotonic() >= next_send)):
+                    self._wake.wait(max(0.0, next_send - time.monotonic()) if self.box else None)
                 answers = list(self._answers)
                 self._answers.clear()
                 closing = self._closing
             try:
-                reports = self.box.take()
-                if reports:
-                    self.conn.send(("reports", list(reports.values())))
+                if closing or time.monotonic() >= next_send:
+                    reports = self.box.take()
+                    if reports:
+                        self.conn.send(("reports", list(reports.values())))
+                        next_send = time.monotonic() + self.interval_s
                 for message in answers:
                     self.conn.send(message)
             except OSError:
@@ -86,11 +94,11 @@ def main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
     try:
-        _, specs, states, priority, blas_threads, level = conn.recv()
+        _, specs, states, priority, blas_threads, level, send_interval_s = conn.recv()
     except (EOFError, OSError):
         return
     logging.basicConfig(level=level, format="%(asctime)s plc-anna engine %(levelname)s %(name)s: %(message)s")
-    sender = _Sender(conn, priority)
+    sender = _Sender(conn, priority, send_interval_s)
     engine = Engine(specs, sender.box.put, priority=priority, blas_threads=blas_threads)
     try:
         first = engine.start(states)

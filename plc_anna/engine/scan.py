@@ -179,6 +179,10 @@ class NetworkScan:
         """Stop the scan and the link; the final state and its scan (finished jobs adopted, running ones not)."""
         if self.task.running:
             self.task.stop()
+        while self._commands:   # asked for while the scan stopped: refused, not left waiting
+            _, _, future = self._commands.popleft()
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError(f"the scan of {self.name} has stopped"))
         if self.link is not None:
             self.link.stop()
         self.jobs.adopt_finished()   # the scan's thread has ended: this thread is the only one left

@@ -127,7 +127,10 @@ class PlcAnnaServer:
         specs = [self._spec(entry, networks[entry.name]) for entry in entries]
         config.config_dir.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(config.state_store, retention_s=config.history_retention_days * 86400.0)
-        self.host = open_host(config.scan_isolation, config.scan_priority, self.blas_threads)
+        # The engine's process sends reports twice per publishing interval: publishing never waits long
+        # for a scan, and scans it would publish over are neither pickled nor sent.
+        self.host = open_host(config.scan_isolation, config.scan_priority, self.blas_threads,
+                              send_interval_s=config.publish_ms / 2e3)
         try:
             saved = {entry.name: self.store.load_state_entry("" if single else entry.name) for entry in entries}
             try:
