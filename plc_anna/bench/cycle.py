@@ -241,7 +241,7 @@ def _timed(publish: Callable, into: list[float]) -> Callable:
 
 async def _window(server, run: CycleRun) -> dict:
     """Wait until every network traced ``run.cycles`` cycles; the traces."""
-    timeout = run.cycles * run.scan_ms / 1e3 * 3 + 300.0
+    timeout = run.cycles * run.scan_ms / 1e3 * 10 + 600.0   # a run that overruns scans slower than its period
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     poll = min(30.0, max(0.5, run.cycles * run.scan_ms / 1e3 / 20))
