@@ -20,9 +20,12 @@ Numeric, explicit and stable (clients may store them), one block per type:
 
 A type's members take multiples of ten in its block (``N010``, ``N020``, …;
 see the tables below) and a member's own properties (EURange, EngineeringUnits,
-InputArguments) the ids right after it (``+1``, ``+2``). An id is never reused
-or renumbered: a new member takes the next free multiple of ten. Bump
-``MODEL_VERSION`` and ``PUBLICATION_DATE`` with every change of the model.
+InputArguments, EnumValues, ValueAsText) the ids right after it (``+1``,
+``+2``). An id is never reused or renumbered: a new member takes the next free
+multiple of ten, and a property added to an existing member the next free id
+after its others (the analog values that had units before they had ranges keep
+EngineeringUnits at ``+1`` and take EURange at ``+2``). Bump ``MODEL_VERSION``
+and ``PUBLICATION_DATE`` with every change of the model.
 """
 
 from __future__ import annotations
@@ -48,13 +51,14 @@ from plc_anna.drift.states import DriftState, EventKind
 from plc_anna.server.model import NAMESPACE_URI
 
 OUTPUT = HERE / "plc_anna.xml"
-MODEL_VERSION = "0.1.0"
-PUBLICATION_DATE = "2026-11-28T00:00:00Z"
+MODEL_VERSION = "0.2.0"
+PUBLICATION_DATE = "2026-12-07T00:00:00Z"
 REQUIRED_UA = {"ModelUri": "http://opcfoundation.org/UA/", "Version": "1.04.7",
                "PublicationDate": "2020-07-15T00:00:00Z"}  # AnalogUnitType and BaseAnalogType came with 1.04
 
 I = ua.ObjectIds
-DOUBLE, UINT32, UINT64, STRING, BOOLEAN, TEXT = I.Double, I.UInt32, I.UInt64, I.String, I.Boolean, I.LocalizedText
+DOUBLE, INT32, UINT32, UINT64, STRING, BOOLEAN, TEXT = (I.Double, I.Int32, I.UInt32, I.UInt64, I.String, I.Boolean,
+                                                          I.LocalizedText)
 ENUM_ID = 1000  # DriftStateEnumeration, as a member's data type
 
 UNECE = "http://www.opcfoundation.org/UA/units/un/cefact"
@@ -74,7 +78,19 @@ MILLISECOND, ONE = unece("C26", "ms", "millisecond"), unece("C62", "1", "one")
 #: Offsets are in the layer's output unit, which only the server knows: it overwrites this (UnitId -1: none).
 OUTPUT_UNIT = ua.EUInformation(NamespaceUri=UNECE, UnitId=-1, DisplayName=ua.LocalizedText("(output unit)"),
                                Description=ua.LocalizedText("placeholder: the server writes the layer's output unit"))
+#: Transport costs (W2²) are in the square of the layer's output unit: the server overwrites this too.
+OUTPUT_UNIT_SQUARED = ua.EUInformation(
+    NamespaceUri=UNECE, UnitId=-1, DisplayName=ua.LocalizedText("(output unit)²"),
+    Description=ua.LocalizedText("placeholder: the server writes the square of the layer's output unit"))
 OFFSET_RANGE = (-1e6, 1e6)  # placeholder: the hardware offset range is unbounded by default
+# Display ranges (EURange: what a value normally takes, for scaling a bar or a trend; values may leave it).
+DISTANCE_RANGE = (0.0, 10.0)      # Fisher-Rao distance: ~0.1 per column without drift, grows with it
+DETECTOR_RANGE = (0.0, 20.0)      # CUSUM and its threshold (a few units for the usual false-alarm rates)
+COST_RANGE = (0.0, 1e6)           # placeholder, as OFFSET_RANGE
+TREND_RANGE = (-1.0, 1.0)         # log-gain change per decade of age (PCM: about -0.1 to -0.25)
+LIFE_RANGE = (0.0, 3.2e10)        # s: up to about 1000 years, the horizon of the prediction
+CYCLE_RANGE = (0.0, 10000.0)      # ms: up to the longest scan period
+SCAN_RANGE = (5.0, 10000.0)       # ms: the scan periods the server accepts
 
 
 @dataclass(frozen=True)
@@ -82,9 +98,11 @@ class Member:
     """One instance declaration of a type.
 
     ``kind`` is ``property``, ``variable`` (BaseDataVariableType), ``analog``
-    (AnalogItemType: ``unit`` and ``range``), ``unit`` (AnalogUnitType:
-    ``unit``), ``folder`` or ``method`` (``args``: name, data type, value
-    rank, description of each input argument).
+    (AnalogItemType: ``unit`` and ``range``; ``unit_first`` for the members
+    whose EngineeringUnits came before their EURange and keeps the id ``+1``),
+    ``multistate`` (MultiStateValueDiscreteType: ``states``, the EnumValues),
+    ``folder`` or ``method`` (``args``: name, data type, value rank,
+    description of each input argument).
     """
 
     kind: str
@@ -97,14 +115,24 @@ class Member:
     range: tuple[float, float] | None = None
     args: tuple[tuple[str, int, int, str], ...] = ()
     optional: bool = False
+    unit_first: bool = False
+    states: tuple[tuple[int, str, str], ...] = ()
 
 
-PROP, VAR, ANALOG, UNIT = (partial(Member, kind) for kind in ("property", "variable", "analog", "unit"))
+PROP, VAR, ANALOG = (partial(Member, kind) for kind in ("property", "variable", "analog"))
 METHOD = partial(Member, "method", dtype=None)
+#: The drift states as EnumValues: (value, name, description).
+DRIFT_STATES = tuple((int(state), state.name.capitalize(), doc) for state, doc in zip(DriftState, (
+    "Recording the fingerprint of the layer's outputs.",
+    "No drift beyond the detector's threshold.",
+    "The detector's statistic is rising: drift is possible.",
+    "Drift detected: estimating a new correction.",
+    "Ramping to a new correction, then checking it on fresh data.",
+    "An abrupt change that is not drift (see StateReason); calibration clears it.")))
 
 
-def _ms(nid: int, name: str, doc: str) -> Member:
-    return UNIT(nid, name, DOUBLE, doc + " (ms).", unit=MILLISECOND)
+def _ms(nid: int, name: str, doc: str, value_range: tuple[float, float] = CYCLE_RANGE) -> Member:
+    return ANALOG(nid, name, DOUBLE, doc + " (ms).", unit=MILLISECOND, range=value_range, unit_first=True)
 
 
 TYPES = [
@@ -133,17 +161,27 @@ TYPES = [
                range=RampLimits().gain_range),
         ANALOG(3060, "Offset", DOUBLE, "Per-column offset correction, in the layer's output unit.", rank=1,
                unit=OUTPUT_UNIT, range=OFFSET_RANGE),
-        VAR(3070, "ColumnDistance", DOUBLE, "Fisher-Rao distance of each column to its fingerprint, last scan.",
-            rank=1),
-        VAR(3080, "LayerDistance", DOUBLE, "Fisher-Rao distance of the layer (product-manifold norm), last scan."),
-        VAR(3090, "DetectorStatistic", DOUBLE, "The sequential drift detector's statistic (CUSUM)."),
-        VAR(3100, "DetectorThreshold", DOUBLE, "The detector's alarm threshold."),
-        VAR(3110, "DriftState", ENUM_ID, "Where the layer's compensation stands."),
-        VAR(3120, "TransportCost", DOUBLE, "Optimal-transport cost of each column's last correction.", rank=1),
+        ANALOG(3070, "ColumnDistance", DOUBLE, "Fisher-Rao distance of each column to its fingerprint, last scan.",
+               rank=1, unit=ONE, range=DISTANCE_RANGE),
+        ANALOG(3080, "LayerDistance", DOUBLE, "Fisher-Rao distance of the layer (product-manifold norm), last scan.",
+               unit=ONE, range=DISTANCE_RANGE),
+        ANALOG(3090, "DetectorStatistic", DOUBLE, "The sequential drift detector's statistic (CUSUM).", unit=ONE,
+               range=DETECTOR_RANGE),
+        ANALOG(3100, "DetectorThreshold", DOUBLE, "The detector's alarm threshold.", unit=ONE, range=DETECTOR_RANGE),
+        Member("multistate", 3110, "DriftState", INT32, "Where the layer's compensation stands.",
+               states=DRIFT_STATES),
+        ANALOG(3120, "TransportCost", DOUBLE, "Optimal-transport cost (W2 squared) of each column's last "
+               "correction, in the square of the layer's output unit.", rank=1, unit=OUTPUT_UNIT_SQUARED,
+               range=COST_RANGE),
         VAR(3130, "SampleCount", UINT64, "Samples the layer has seen."),
-        VAR(3140, "GainTrendPerDecade", DOUBLE, "Drift latent: gain change per decade of age, per column.", rank=1),
-        UNIT(3150, "RemainingLife", DOUBLE, "Age at which the correction is predicted to leave the hardware "
-             "range (s).", unit=SECOND, optional=True)]),
+        ANALOG(3140, "GainTrendPerDecade", DOUBLE, "Drift latent: change of log-gain per decade of age, per column.",
+               rank=1, unit=ONE, range=TREND_RANGE),
+        ANALOG(3150, "RemainingLife", DOUBLE, "Age at which the correction is predicted to leave the hardware "
+               "range (s).", unit=SECOND, range=LIFE_RANGE, unit_first=True, optional=True),
+        VAR(3160, "StateReason", STRING, "Why the layer is Suspect, Drifting or Fault: which statistic, which "
+            "columns, since when (empty otherwise)."),
+        ANALOG(3170, "Coverage", DOUBLE, "Fraction of the live input region the layer's reference can predict "
+               "(NaN before a fingerprint).", unit=ONE, range=(0.0, 1.0))]),
     ("CompensatorType", 4000, I.BaseObjectType, "The drift compensator: commands and scan-cycle diagnostics.", [
         METHOD(4010, "Calibrate", doc="Record new fingerprints and correct to them."),
         METHOD(4020, "Commit", doc="Accept the corrections being ramped in as the last good ones."),
@@ -156,7 +194,7 @@ TYPES = [
         METHOD(4070, "InjectFault", doc="Test rig: apply an abrupt gain/offset change to one layer.", optional=True,
                args=(("Layer", UINT32, -1, "Index of the layer."), ("Gain", DOUBLE, 1, "Gain factor per column."),
                      ("Offset", DOUBLE, 1, "Offset per column, in the layer's output unit."))),
-        _ms(4080, "ScanPeriod", "Period of the scan task"),
+        _ms(4080, "ScanPeriod", "Period of the scan task", SCAN_RANGE),
         _ms(4090, "LastCycleTime", "Compute time of the last scan cycle"),
         _ms(4100, "P99CycleTime", "99th percentile of the cycle compute time"),
         _ms(4110, "MaxCycleTime", "Largest cycle compute time"),
@@ -221,17 +259,22 @@ async def _member(parent: Node, m: Member) -> None:
                             Description=ua.LocalizedText(doc)) for arg, dtype, rank, doc in m.args])
     else:
         typedef = {"property": I.PropertyType, "variable": I.BaseDataVariableType, "analog": I.AnalogItemType,
-                   "unit": I.AnalogUnitType}[m.kind]
+                   "multistate": I.MultiStateValueDiscreteType}[m.kind]
         dtype = ua.NodeId(m.dtype, idx if m.dtype == ENUM_ID else 0)
         node = await _add(parent, nodeid, name, ua.NodeClass.Variable, _variable(m.doc, dtype, m.rank, dims=[0]),
                           I.HasProperty if m.kind == "property" else I.HasComponent, typedef)
-        nid = m.nid
+        range_id, unit_id = (m.nid + 2, m.nid + 1) if m.unit_first else (m.nid + 1, m.nid + 2)
         if m.range:
-            nid += 1
-            await _standard_property(node, nid, "EURange", "Range of values the variable normally takes.", I.Range,
-                                     ua.Range(Low=m.range[0], High=m.range[1]))
+            await _standard_property(node, range_id, "EURange", "Range of values the variable normally takes.",
+                                     I.Range, ua.Range(Low=m.range[0], High=m.range[1]))
         if m.unit:
-            await _standard_property(node, nid + 1, "EngineeringUnits", "Unit of the value.", I.EUInformation, m.unit)
+            await _standard_property(node, unit_id, "EngineeringUnits", "Unit of the value.", I.EUInformation, m.unit)
+        if m.states:
+            await _standard_property(node, m.nid + 1, "EnumValues", "The states and their names.", I.EnumValueType, [
+                ua.EnumValueType(Value=value, DisplayName=ua.LocalizedText(text), Description=ua.LocalizedText(doc))
+                for value, text, doc in m.states])
+            await _standard_property(node, m.nid + 2, "ValueAsText", "The name of the current state.", TEXT,
+                                     ua.LocalizedText(m.states[0][1]))
     await node.set_modelling_rule(not m.optional)
 
 
@@ -269,10 +312,30 @@ async def export_nodes(server: Server, nodes) -> bytes:
                           PublicationDate=PUBLICATION_DATE)
     ET.SubElement(model, "RequiredModel", REQUIRED_UA)
     root.insert(1, models)  # after NamespaceUris, before Aliases (the NodeSet2 schema's order)
+    _use_xml_encoding_ids(root)
     for refs in root.iter("References"):
         refs[:] = sorted(refs, key=_reference_order)  # asyncua's order depends on how the nodes were added
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _use_xml_encoding_ids(root: ET.Element) -> None:
+    """Give every ExtensionObject value the NodeId of its type's XML encoding, as NodeSet2 requires.
+
+    asyncua's exporter writes the DataType's NodeId into ``<TypeId>`` (i=884
+    Range, i=887 EUInformation, i=296 Argument); other OPC UA stacks look the
+    body's decoder up by the encoding's NodeId (i=885, i=888, i=297) and load
+    such a value as null, silently. asyncua's own importer reads the body by
+    its element name and takes either.
+    """
+    for type_id in root.iter("uax:TypeId"):
+        identifier = type_id.find("uax:Identifier")
+        nodeid = ua.NodeId.from_string(identifier.text)
+        name = ua.ObjectIdNames.get(nodeid.Identifier) if nodeid.NamespaceIndex == 0 else None
+        encoding = getattr(ua.ObjectIds, f"{name}_Encoding_DefaultXml", None)
+        if encoding is None:
+            raise ValueError(f"no XML encoding known for the ExtensionObject type {identifier.text}")
+        identifier.text = ua.NodeId(encoding).to_string()
 
 
 def _reference_order(ref: ET.Element) -> tuple:

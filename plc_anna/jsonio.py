@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinities as null (a PLC or a fresh layer may deliver them; JSON has no such
+    numbers).
+
+    Examples
+    --------
+    >>> json_ready({"distance": float("nan"), "gains": [1.0, float("inf")]})
+    {'distance': None, 'gains': [1.0, None]}
+    """
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_json(path: str | Path, data: Any) -> None:

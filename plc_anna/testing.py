@@ -12,6 +12,10 @@ Synchronous tests use the pytest fixture ``plc_anna_rig`` (enable it with
 the rig on its own thread and event loop and yields a :class:`RunningRig`
 whose :meth:`RunningRig.run` runs a coroutine function there.
 
+:func:`serve_process` runs ``plc-anna serve --test-rig`` in a process of its
+own instead, for tests that measure the server from outside (its memory and
+descriptors) or kill it.
+
 The rig serves the ``None`` security policy on 127.0.0.1 only, with one
 engineer user (:data:`RIG_USER`), anonymous viewers, test-rig methods, and
 the simulated network's clock stopped (``age_rate = 0``): the test sets the
@@ -23,11 +27,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,6 +68,8 @@ class Rig:
     user: str
     password: str
     server: PlcAnnaServer
+    passwords: dict[str, str] = field(default_factory=dict)
+    """The password of every user of the rig (:data:`RIG_USER` and the ``users`` given to :func:`rig`)."""
 
     @property
     def idx(self) -> int:
@@ -89,14 +99,15 @@ class Rig:
         client = Client(self.endpoint, timeout=timeout)
         if user is not None:
             client.set_user(user)
-            client.set_password(self.password if password is None and user == RIG_USER else (password or ""))
+            client.set_password(self.passwords.get(user, "") if password is None else password)
         return client
 
 
 @contextlib.asynccontextmanager
 async def rig(directory: str | Path | None = None, network: str | Network = "digits", device: str = "pcm",
                    seed: int = 0, scan_ms: int = 20, samples_per_scan: int = 64,
-                   compensator_config: CompensatorConfig | None = None, **config: Any) -> AsyncIterator[Rig]:
+                   compensator_config: CompensatorConfig | None = None, users: dict[str, str] | None = None,
+                   **config: Any) -> AsyncIterator[Rig]:
     """Start a test-rig server and yield its :class:`Rig`; stop it on exit.
 
     Parameters
@@ -109,20 +120,26 @@ async def rig(directory: str | Path | None = None, network: str | Network = "dig
         As the server keys of the same names.
     compensator_config
         The compensator's settings.
+    users
+        More users by name and role (``{"otto": "operator", "vera": "viewer"}``), each with a random
+        password in :attr:`Rig.passwords`.
     **config
-        Further server keys (``age_rate``, ``history_period_s``, ``state_store``, ``scan_isolation``, ...).
+        Further server keys (``age_rate``, ``history_period_s``, ``state_store``, ``scan_isolation``, ...);
+        ``security`` is a dict of ``[security]`` keys laid over the rig's own (``{"max_sessions": 2}``).
         With ``networks`` (``[[networks]]`` entries as dicts) the rig serves those instead of ``network``.
 
     The rig runs its scans on threads of its own process (``scan_isolation = "thread"``) at normal
     priority, unless ``config`` says otherwise: it starts in no time, and a test can reach the runtime
     (``rig.server.host.engine``).
     """
-    password = secrets.token_urlsafe(12)
+    roles = {RIG_USER: "engineer", **(users or {})}
+    passwords = {name: secrets.token_urlsafe(12) for name in roles}
     with contextlib.ExitStack() as stack:
         if directory is None:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="plc-anna-rig-"))
         security = {"policies": ["None"], "allow_anonymous": True, "allow_insecure_login": True,
-                    "users": [{"name": RIG_USER, "password_hash": hash_password(password), "role": "engineer"}]}
+                    "users": [{"name": name, "password_hash": hash_password(passwords[name]), "role": role}
+                              for name, role in roles.items()], **config.pop("security", {})}
         settings = {"scan_isolation": "thread", "scan_priority": 0, **config}
         if "networks" not in settings:
             settings = {"age_rate": 0.0, "network": network if isinstance(network, str) else "digits",
@@ -134,7 +151,7 @@ async def rig(directory: str | Path | None = None, network: str | Network = "dig
         given = {} if isinstance(network, str) else {server_config.served_networks[0].name: network}
         server = PlcAnnaServer(server_config, compensator_config, networks=given)
         async with server:
-            yield Rig(server_config.endpoint, RIG_USER, password, server)
+            yield Rig(server_config.endpoint, RIG_USER, passwords[RIG_USER], server, passwords)
 
 
 class RunningRig:
@@ -190,6 +207,70 @@ class RunningRig:
         self._loop.close()
 
 
+@dataclass
+class ServeProcess:
+    """A ``plc-anna serve`` process started by :func:`serve_process`."""
+
+    endpoint: str
+    process: subprocess.Popen
+    log: Path
+    """Its stdout and stderr."""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _answers_hello(port: int) -> bool:
+    from plc_anna.server.endpoint import hello_frame
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(hello_frame(f"opc.tcp://127.0.0.1:{port}"))
+            return sock.recv(4) == b"ACKF"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def serve_process(directory: str | Path, *args: str, port: int | None = None, scan_ms: int = 20,
+                  timeout: float = 60.0) -> Iterator[ServeProcess]:
+    """Run ``plc-anna serve --test-rig`` on a loopback port in a process of its own until the block ends.
+
+    The rig offers the None policy to anonymous viewers (loopback). ``args`` are
+    further ``serve`` flags; ``directory`` is its ``--config-dir`` (reuse it, and
+    ``port``, to restart the same server). Ready once its endpoint answers a
+    Hello; stopped with SIGTERM (SIGKILL after ``timeout``) when the block
+    ends, unless it is gone already. RuntimeError, with its log, if it exits
+    before it is ready.
+    """
+    port = port or free_port()
+    endpoint = f"opc.tcp://127.0.0.1:{port}/plc-anna"
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / f"serve-{port}.log"
+    command = [sys.executable, "-m", "cli", "serve", "--test-rig", "--config-dir", str(directory),
+               "--endpoint", endpoint, "--scan-ms", str(scan_ms), *args]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers_hello(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"plc-anna serve did not start (exit code {process.poll()}):\n"
+                                   f"{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        yield ServeProcess(endpoint, process, log)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 def _fixture() -> Any:
     import pytest  # only where the fixture is used: pytest is not a dependency of the package
 
@@ -207,4 +288,5 @@ try:
 except ImportError:  # no pytest here: the async context manager still works
     pass
 
-__all__ = ["NAMESPACE_URI", "RIG_USER", "Rig", "RunningRig", "free_port", "plc_anna_rig", "rig"]
+__all__ = ["NAMESPACE_URI", "RIG_USER", "Rig", "RunningRig", "ServeProcess", "free_port", "plc_anna_rig", "rig",
+           "serve_process"]

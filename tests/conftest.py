@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# The test rig's fixture, and the simulated PLCs (`opcua`, `modbus`) of the commissioning tests.
-pytest_plugins = ["plc_anna.testing", "tests.commands.simplc"]
+# The test rig's fixture, the simulated PLCs (`opcua`, `modbus`) of the commissioning tests, and node-opcua.
+pytest_plugins = ["plc_anna.testing", "tests.commands.simplc", "tests.nodeopcua.support"]
+
+# Test data, not tests: the scripts there made the data (one imports torch, which no extra installs).
+collect_ignore = ["data"]
 
 from plc_anna.device.network import network_from_arrays
 

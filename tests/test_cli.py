@@ -140,6 +140,14 @@ def test_serve_runs_until_sigterm_and_saves_the_state(tmp_path):
             time.sleep(0.5)
         assert status.returncode == 0, status.stderr
         assert "Layer0" in status.stdout and "Layer1" in status.stdout and "overruns" in status.stdout
+        assert "PLC link: none configured" in status.stdout
+        as_json = subprocess.run([shutil.which("plc-anna"), "status", endpoint, "--json"], capture_output=True,
+                                 text=True, check=True)
+        doc = json.loads(as_json.stdout)  # one document, nothing else on stdout
+        assert doc["endpoint"] == endpoint and [row["layer"] for row in doc["layers"]] == ["Layer0", "Layer1"]
+        assert {"state", "state_reason", "coverage", "distance", "samples"} <= set(doc["layers"][0])
+        assert doc["link"]["protocol"] == "none" and doc["link"]["connected"] is False
+        assert doc["diagnostics"]["ScanPeriod"] == 20.0
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -202,6 +210,54 @@ def test_serve_and_status_errors(runner, tmp_path):
 
     result = runner.invoke(main, ["status", f"opc.tcp://127.0.0.1:{free_port()}", "--once"])
     assert result.exit_code == 1 and "cannot reach" in result.output
+    import socket
+
+    with socket.socket() as busy:  # the port is taken: the same line and exit code as plc-sim's
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        endpoint = f"opc.tcp://127.0.0.1:{busy.getsockname()[1]}/plc-anna"
+        result = runner.invoke(main, ["serve", "--config-dir", str(tmp_path / "srv"), "--endpoint", endpoint])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"Error: cannot listen on {endpoint}: address already in use"
+
+
+def test_logging_options(runner, tmp_path):
+    """--log-file, --log-level, --quiet, and UTC timestamps in every line."""
+    import logging
+    import re
+
+    log = tmp_path / "plc-anna.log"
+    config = tmp_path / "broken.toml"
+    config.write_text("scan_ms = 1\n")
+    root = logging.getLogger()
+    handlers, levels = list(root.handlers), {name: logging.getLogger(name).level for name in ("plc_anna", "asyncua")}
+    try:
+        result = runner.invoke(main, ["--log-file", str(log), "--log-level", "info", "serve", "--config",
+                                      str(config)])
+        assert result.exit_code == 1
+        logging.getLogger("plc_anna.test").info("link lost")
+        for handler in root.handlers:
+            handler.flush()
+        line = log.read_text().splitlines()[-1]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO plc_anna\.test: link lost", line), line
+        assert logging.getLogger("plc_anna").level == logging.INFO
+        assert runner.invoke(main, ["--quiet", "hash-password"], input="a\na\n").exit_code == 0
+        assert logging.getLogger("plc_anna").level == logging.ERROR
+    finally:
+        for handler in set(root.handlers) - set(handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    from plc_anna.testing import free_port
+
+    quiet = runner.invoke(main, ["--quiet", "plc-sim", "--endpoint", f"opc.tcp://127.0.0.1:{free_port()}",
+                                 "--duration", "0.1"])
+    assert quiet.exit_code == 0 and quiet.output == ""  # no start-up lines
+    result = runner.invoke(main, ["--quiet", "-v", "hash-password"])
+    assert result.exit_code == 2 and "--quiet does not go with -v" in result.output
+    result = runner.invoke(main, ["--log-file", str(tmp_path / "no" / "such" / "dir.log"), "hash-password"])
+    assert result.exit_code == 2 and "cannot open the log file" in result.output
 
 
 def test_a_killed_server_restarts_from_its_last_saved_state(tmp_path):

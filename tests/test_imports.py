@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-FORBIDDEN = ("click", "asyncua", "pymodbus", "cli")
+FORBIDDEN = ("click", "asyncua", "pymodbus", "cli", "onnx", "onnxruntime", "aiomqtt", "pysparkplug", "amqtt")
 
 
 @pytest.mark.parametrize("module", [
@@ -16,7 +16,8 @@ FORBIDDEN = ("click", "asyncua", "pymodbus", "cli")
     "plc_anna.drift.monitor", "plc_anna.correction.transport", "plc_anna.correction.estimate",
     "plc_anna.compensator", "plc_anna.loop", "plc_anna.bench.compensation",
     "plc_anna.device.plc_observed", "plc_anna.contract.tagmap", "plc_anna.contract.logic", "plc_anna.plc.link",
-    "plc_anna.simulated_plc.program", "plc_anna.simulated_plc.layout", "plc_anna.commission",
+    "plc_anna.simulated_plc.program", "plc_anna.contract.layout", "plc_anna.simulated_plc.server", "plc_anna.commission",
+    "plc_anna.plccode", "plc_anna.importers.onnx",
     "plc_anna.engine.task", "plc_anna.engine.jobs", "plc_anna.engine.scan", "plc_anna.engine.host",
     "plc_anna.engine.process", "plc_anna.server.network_config",
 ])
@@ -43,5 +44,14 @@ def test_the_device_and_the_contract_do_not_know_the_link(module):
     """The PLC contract is one package below the device, the link and the simulated PLC: none of these
     reach up into the link or its transports."""
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('plc_anna.plc')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["plc_anna.server.app", "plc_anna.server.config", "plc_anna.sparkplug",
+                                    "plc_anna.sparkplug.config"])
+def test_mqtt_is_imported_only_by_the_edge_node_and_the_fleet(module):
+    """A server without a [sparkplug] table never loads the MQTT or Sparkplug libraries."""
+    code = f"import sys, {module}; print(sorted(m for m in ('aiomqtt', 'paho', 'pysparkplug') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

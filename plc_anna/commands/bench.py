@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from plc_anna.commands.bench_endpoint import bench_endpoint
 from plc_anna.commands.bench_link import bench_link
 from plc_anna.commands.common import DEFAULT_AGES, ages_option
 from plc_anna.jsonio import write_json
@@ -32,6 +33,17 @@ def _methods_table(title: str, rows: list[dict], methods, cell) -> Table:
     for row in rows:
         table.add_row(format_age(row["age_s"]), *[cell(row, method) for method in methods])
     return table
+
+
+def _targets_and_report(console: Console, report: dict, json_path: str | None, start: float) -> None:
+    """Print each target of the report with its verdict, write the JSON if asked, print the wall time."""
+    for target in report["targets"]:
+        verdict = {True: "met", False: "NOT met", None: f"not measured ({target.get('why', '')})"}[target["met"]]
+        console.print(f"target {target['target']}: {verdict}")
+    if json_path:
+        write_json(json_path, report)
+        console.print(f"report written to {json_path}")
+    console.print(f"took {time.monotonic() - start:.0f} s")
 
 
 def _save_report(report: dict, start: float, json_path: str | None, plot_path: str | None, plot) -> None:
@@ -178,6 +190,7 @@ def bench_detect(scans, samples_per_scan, seed, quick, json_path, plot_path) -> 
 
 
 bench.add_command(bench_link)
+bench.add_command(bench_endpoint)
 
 
 def _counts(text: str, option: str, low: int = 1) -> list[int]:
@@ -248,10 +261,54 @@ def bench_cycle(columns, layers, networks, subscribers, publish_ms, scan_ms, cyc
                       f"{b['p50']:.2f}/{b['p99']:.2f}", f"{run['numpy_floor_ms']['p50']:.3f}",
                       str(run["publish_dropped"]))
     console.print(table)
-    for target in report["targets"]:
-        verdict = {True: "met", False: "NOT met", None: f"not measured ({target.get('why', '')})"}[target["met"]]
-        console.print(f"target {target['target']}: {verdict}")
-    if json_path:
-        write_json(json_path, report)
-        console.print(f"report written to {json_path}")
-    console.print(f"took {time.monotonic() - start:.0f} s")
+    _targets_and_report(console, report, json_path, start)
+
+
+@bench.command("fleet")
+@click.option("--nodes", default=32, show_default=True, type=click.IntRange(1, 1000), help="Edge nodes.")
+@click.option("--networks", default=4, show_default=True, type=click.IntRange(1, 64), help="Networks per node.")
+@click.option("--columns", default=256, show_default=True, type=click.IntRange(1, 4096),
+              help="Columns of each of a network's two layers.")
+@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(1.0, 3600.0),
+              help="Length of the steady phase.")
+@click.option("--publish-ms", default=1000, show_default=True, type=click.IntRange(10, 60000))
+@click.option("--keepalive", default=5, show_default=True, type=click.IntRange(1, 600), help="MQTT keepalive (s).")
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Processes the edge nodes are spread over.")
+@click.option("--broker", "broker_kind", type=click.Choice(["mosquitto", "amqtt"]),
+              help="The broker [default: mosquitto when installed, else amqtt].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+def bench_fleet(nodes, networks, columns, seconds, publish_ms, keepalive, processes, broker_kind, json_path) -> None:
+    """Edge nodes, a real broker and the fleet host on loopback: throughput, latency, gaps, losses,
+    a broker restart and a killed node. docs/benchmarks.md#fleet explains every number."""
+    from plc_anna.bench.fleet import run_fleet_bench
+
+    console = Console()
+    start = time.monotonic()
+    try:
+        report = run_fleet_bench([(nodes, networks, columns)], seconds=seconds, publish_ms=publish_ms,
+                                 keepalive_s=keepalive, processes=processes, broker_kind=broker_kind,
+                                 progress=lambda text: console.print(f"  {text}", style="dim"))
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for run in report["runs"]:
+        restart, kill, latency, bare = (run["broker_restart"], run["node_kill"], run["latency_ms"],
+                                        run["bare_mqtt_latency_ms"])
+        table = Table(title=f"fleet: {run['nodes']} nodes x {run['networks']} networks x {run['columns']} columns, "
+                            f"{run['broker']}, {run['publish_ms']} ms")
+        table.add_column("measured")
+        table.add_column("value", justify="right")
+        for name, value in (
+                ("metric values/s at the host", f"{run['metrics_per_s']:.0f}"),
+                ("latency p50/p99 (ms)", f"{latency['p50']:.1f}/{latency['p99']:.1f}"),
+                ("bare MQTT p50/p99 (ms), same run", f"{bare['p50']:.1f}/{bare['p99']:.1f}"),
+                ("seq gaps", str(run["seq_gaps"])), ("scans lost", str(run["lost"])),
+                ("broker restart: all reborn after (s)",
+                 "-" if restart["rebirth_s"] is None else f"{restart['rebirth_s']:.2f}"),
+                ("broker restart: replayed / lost", f"{restart['replayed']} / {restart['lost']}"),
+                ("killed node offline after (s)",
+                 "-" if kill["offline_detected_s"] is None
+                 else f"{kill['offline_detected_s']:.2f} (limit {kill['limit_s']:g})")):
+            table.add_row(name, value)
+        console.print(table)
+    _targets_and_report(console, report, json_path, start)

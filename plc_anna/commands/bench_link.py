@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from plc_anna.jsonio import write_json
+from plc_anna.commands.common import finish_report, print_targets
 
 
 def _pair(values: dict, digits: int = 2) -> str:
@@ -59,10 +59,5 @@ def bench_link(protocols, outputs, scan_ms, scans, down_s, seed, json_path) -> N
                       "-" if run["bump"] is None else f"{run['bump']:.3g}")
     console.print(table)
     for run in report["runs"]:
-        for target, met in run["targets"].items():
-            verdict = {True: "met", False: "NOT met", None: "not measured (needs 10000 scans)"}[met]
-            console.print(f"{run['protocol']}: {target.replace('_', ' ')}: {verdict}")
-    if json_path:
-        write_json(json_path, report)
-        console.print(f"report written to {json_path}")
-    console.print(f"took {time.monotonic() - start:.0f} s")
+        print_targets(console, run["targets"], "needs 10000 scans", prefix=f"{run['protocol']}: ")
+    finish_report(console, report, json_path, time.monotonic() - start)

@@ -52,7 +52,10 @@ def _table(title: str, rows: list[dict], live: dict | None, unit: str) -> Table:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every row and the summary as JSON.")
 @click.option("--offline", is_flag=True,
               help="The compensator alone on both shipped networks, in-process (no PLC, no server): seconds.")
-def demo(net, device, seed, duration, final_age, plot_path, json_path, offline) -> None:
+@click.option("--fleet", "fleet_demo", is_flag=True,
+              help="Three simulated lines (servers and Sparkplug edge nodes), an MQTT broker and the fleet host, "
+                   "with the fleet table live for --duration seconds.")
+def demo(net, device, seed, duration, final_age, plot_path, json_path, offline, fleet_demo) -> None:
     """Age an analog network through ten years while plc-anna keeps it accurate, end to end.
 
     Three parts run on this machine, on loopback: a simulated analog network; a simulated PLC
@@ -64,6 +67,9 @@ def demo(net, device, seed, duration, final_age, plot_path, json_path, offline) 
     """
     if offline:
         _offline(device, seed)
+        return
+    if fleet_demo:
+        _fleet(duration, json_path)
         return
     from plc_anna.live_demo import DemoSettings, run_live_demo
 
@@ -160,3 +166,47 @@ def _offline(device: str, seed: int) -> None:
                           f"{row['gain_min']:.2f}-{row['gain_max']:.2f}", f"{row['rmse_uncorrected']:.3g}{unit}",
                           f"{row['rmse_corrected']:.3g}{unit}")
         console.print(table)
+
+
+def _fleet(duration: float, json_path: str | None) -> None:
+    from plc_anna.sparkplug.broker import usable_kind
+
+    try:
+        usable_kind()  # before the live table: a missing broker is one line, not a torn display
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    console = Console()
+    title = f"plc-anna fleet: three lines over Sparkplug B, {duration:g} s"
+    quiet = logging.getLogger("plc_anna")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the table shows the fleet; warnings would tear the live display
+    try:
+        report = _fleet_live(console, title, duration)
+    finally:
+        quiet.setLevel(level)
+    console.print()
+    console.print(f"{report['messages']} Sparkplug messages, {report['historized']} samples historized, "
+                  f"{report['seq_gaps']} seq gaps")
+    if json_path:
+        write_json(json_path, report)
+        console.print(f"fleet written to {json_path}")
+
+
+def _fleet_live(console: Console, title: str, duration: float) -> dict:
+    from plc_anna.fleet.demo import run_fleet_demo
+    from plc_anna.fleet.view import fleet_table
+
+    with Live(fleet_table([], title), console=console, refresh_per_second=2) as live:
+        def on_rows(rows, host) -> None:
+            table = fleet_table(rows, title)
+            table.caption = (f"{host.messages} messages, {host.seq_gaps} seq gaps, {host.rebirths_requested} rebirths "
+                             "requested; ages run a year a minute")
+            live.update(table)
+
+        try:
+            report = asyncio.run(run_fleet_demo(duration, on_rows=on_rows,
+                                                on_phase=lambda text: console.print(f"[dim]{text}[/dim]")))
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+        live.update(fleet_table(report["networks"], title))
+    return report

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from plc_anna.commands.common import EndpointUnavailable, quiet
 from plc_anna.simulated_plc.program import PASSWORD_ENV
 
 DEFAULT_ENDPOINTS = {"opcua": "opc.tcp://127.0.0.1:4841", "modbus": "modbus://127.0.0.1:5020"}
@@ -22,15 +23,12 @@ DEFAULT_ENDPOINTS = {"opcua": "opc.tcp://127.0.0.1:4841", "modbus": "modbus://12
 START_AGE_S = 60.0
 
 
-class EndpointInUse(click.ClickException):
-    """The endpoint cannot be listened on (in use, or not permitted): exit code 2."""
-
-    exit_code = 2
-
-
 @click.command("plc-sim")
 @click.option("--protocol", type=click.Choice(["opcua", "modbus"]), default="opcua", show_default=True,
               help="The protocol the PLC serves.")
+@click.option("--target", type=click.Choice(["codesys", "twincat", "s7-1500", "plcopen-xml"]),
+              help="OPC UA: whose address space to serve, the NodeIds plc-anna plc-code generates a tag map for "
+                   "[default: codesys]. Modbus serves OpenPLC's register map.")
 @click.option("--endpoint", help="URL to listen on [default: opc.tcp://127.0.0.1:4841 or modbus://127.0.0.1:5020].")
 @click.option("--net", default="thermocouple", show_default=True, help="Network name or .npz path.")
 @click.option("--device", default="pcm", show_default=True, help="Device preset or .toml path.")
@@ -49,7 +47,7 @@ class EndpointInUse(click.ClickException):
               help="Modbus: word order of 32- and 64-bit values.")
 @click.option("--tag-map-out", type=click.Path(dir_okay=False), help="Write the tag map (TOML) for clients here.")
 @click.option("--duration", type=click.FloatRange(min=0.0), help="Stop after this many seconds.")
-def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: int, cycle_ms: float,
+def plc_sim(protocol: str, target: str, endpoint: str | None, net: str, device: str, seed: int, cycle_ms: float,
             age_rate: float, trace_length: int, samples_per_cycle: int, user: str | None, password: str | None, word_order: str,
             tag_map_out: str | None, duration: float | None) -> None:
     """Run a simulated PLC: one correction block per layer of a simulated network, until Ctrl-C."""
@@ -59,6 +57,8 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
 
     if protocol == "modbus" and user:
         raise click.UsageError("Modbus TCP has no login: --user is for --protocol opcua")
+    if protocol == "modbus" and target:
+        raise click.UsageError("Modbus serves OpenPLC's register map: --target is for --protocol opcua")
     if user and not password:
         raise click.UsageError(f"--user needs --password (or {PASSWORD_ENV} in the environment)")
     endpoint = endpoint or DEFAULT_ENDPOINTS[protocol]
@@ -69,7 +69,8 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
                            seed=seed, samples_per_cycle=samples_per_cycle)
         if protocol == "opcua":
             from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
-            server = SimulatedPlcOpcUa(plc, endpoint, user=user, password=password if user else None)
+            server = SimulatedPlcOpcUa(plc, endpoint, user=user, password=password if user else None,
+                                       target=target or "codesys")
         else:
             from plc_anna.simulated_plc.modbus import SimulatedPlcModbus
             server = SimulatedPlcModbus(plc, endpoint, word_order=word_order)
@@ -84,26 +85,26 @@ def plc_sim(protocol: str, endpoint: str | None, net: str, device: str, seed: in
                     Path(tag_map_out).write_text(tag_map_to_toml(tag_map))
                 except OSError as exc:
                     raise click.ClickException(f"cannot write the tag map {tag_map_out}: {exc}") from None
-            click.echo(f"simulated PLC: {network.network.name} on {device} (seed {seed}), "
-                       f"{plc.n_layers} layers corrected, cycle {cycle_ms:g} ms, listening on {endpoint}")
-            click.echo(f"tags: {_where(protocol, server)}")
-            if tag_map_out:
-                click.echo(f"tag map: {tag_map_out}")
+            if not quiet():
+                click.echo(f"simulated PLC: {network.network.name} on {device} (seed {seed}), "
+                           f"{plc.n_layers} layers corrected, cycle {cycle_ms:g} ms, listening on {endpoint}")
+                click.echo(f"tags: {_where(protocol, server)}")
+                if tag_map_out:
+                    click.echo(f"tag map: {tag_map_out}")
             await _until_stopped(duration)
 
     try:
         asyncio.run(run())
     except OSError as exc:
-        raise EndpointInUse(exc.strerror or str(exc)) from None
-    click.echo(f"stopped after {plc.cycles} cycles ({server.overruns} skipped deadlines)")
+        raise EndpointUnavailable(endpoint, exc) from None
+    if not quiet():
+        click.echo(f"stopped after {plc.cycles} cycles ({server.overruns} skipped deadlines)")
 
 
 def _where(protocol: str, server) -> str:
-    from plc_anna.simulated_plc.layout import DEVICE_NAME, NAMESPACE_INDEX
-
     if protocol == "opcua":
-        return (f"ns={NAMESPACE_INDEX};s=|var|{DEVICE_NAME}.Application.GVL_PlcAnna_L<k>.<Tag> "
-                f"and ...GVL_Device.DeviceAge, DeviceTemperature")
+        layer, device = server.style.nodeid(0, "<Tag>"), server.style.variable_list(None)
+        return f"{layer.replace('_L0', '_L<k>')} and ...{device}.DeviceAge, DeviceTemperature"
     first = server.address(0, "GainSet")
     return (f"holding registers of unit 1 from {first} (layer 1 at {server.address(1, 'GainSet')})"
             if server.plc.n_layers > 1 else f"holding registers of unit 1 from {first}") + \

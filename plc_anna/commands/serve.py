@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
+from plc_anna.commands.common import LISTEN_ERRNOS, EndpointUnavailable, quiet
+
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
@@ -30,6 +32,7 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map
     import asyncio
 
     from plc_anna.server.app import PlcAnnaServer
+    from plc_anna.server.certificates import OWN_DIR
     from plc_anna.server.config import ServerConfig, load_server_config
 
     overrides = {k: v for k, v in (("endpoint", endpoint), ("scan_ms", scan_ms), ("test_rig", test_rig),
@@ -45,30 +48,38 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map
         config = config.replace(**overrides)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    console = Console()
+    console = Console(quiet=quiet())
+    served = PlcAnnaServer(config)
+    config = served.config  # a test rig on loopback offers None to anonymous viewers
     security = config.security
     if not security.users and not security.allow_anonymous:
         console.print("[yellow]no users and no anonymous access are configured: nobody can log in. "
                       "Add \\[\\[security.users]] (see plc-anna hash-password) to the configuration.[/]")
 
     async def run() -> None:
-        async with PlcAnnaServer(config) as server:
+        async with served as server:
             console.print(f"serving on {config.endpoint} ({', '.join(security.policies)}), state in "
                           f"{config.state_store}; scans in a {config.scan_isolation}")
             for entry in config.served_networks:
-                served = server.networks[entry.name]
+                network = server.networks[entry.name]
                 line = (f"  {entry.name}: {entry.network}, scan {entry.scan_ms} ms"
-                        + (f", restored from scan {served.restored_scan}" if served.restored_scan else ""))
-                if served.link is not None:
-                    plc = served.link.tag_map.plc
+                        + (f", restored from scan {network.restored_scan}" if network.restored_scan else ""))
+                if network.link is not None:
+                    plc = network.link.tag_map.plc
                     line += (f"; PLC link {plc.protocol} {plc.endpoint}"
                              + (" (the network is observed through it)" if entry.device_backend == "plc" else ""))
                 console.print(line)
-            console.print(f"server certificate: {config.config_dir}; trusted clients: {security.trust_dir}")
+            console.print(f"ApplicationUri {server.server.get_application_uri()}; certificate in "
+                          f"{config.config_dir / OWN_DIR}, trusted clients in {security.trust_dir}, refused ones "
+                          f"kept in {security.rejected_dir}")
             await server.serve_forever()
 
     try:
         asyncio.run(run())
-    except (ValueError, OSError, RuntimeError) as exc:
+    except OSError as exc:
+        if exc.errno in LISTEN_ERRNOS:
+            raise EndpointUnavailable(config.endpoint, exc) from None
+        raise click.ClickException(str(exc)) from None
+    except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     console.print("stopped; state saved")

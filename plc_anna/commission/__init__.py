@@ -15,6 +15,9 @@ dataclasses and dicts, so the command line, a script or a test drive them alike:
 7. :func:`plan_commit` -- the dry run of the first commit.
 8. :func:`commit_and_verify` -- the commit, and what the PLC took.
 
+A dry run keeps its calibration for the run (:func:`keep_calibration`, :func:`kept_calibration`,
+:mod:`plc_anna.commission.kept`), so the plan reviewed is the plan committed.
+
 Credentials: :func:`settings_for_url` builds ``[plc]`` settings for a bare URL,
 :func:`tag_map_with_credentials` applies a user, password and timeout given on
 the command line to a map (a password given so replaces ``password_env`` and is
@@ -29,8 +32,9 @@ from plc_anna.commission.base import Check, settings_for_url, tag_map_with_crede
 from plc_anna.commission.calibrate import CalibrationTimeout, calibrate, save_baseline
 from plc_anna.commission.commit import commit_and_verify, plan_commit
 from plc_anna.commission.draft import browse, discover, draft_tag_map
+from plc_anna.commission.kept import calibration_path, keep_calibration, kept_calibration
 from plc_anna.commission.validate import validate
 
-__all__ = ["CalibrationTimeout", "Check", "browse", "calibrate", "commit_and_verify", "discover", "draft_tag_map",
-           "plan_commit", "save_baseline", "settings_for_url", "tag_map_with_credentials", "validate",
-           "with_credentials"]
+__all__ = ["CalibrationTimeout", "Check", "browse", "calibrate", "calibration_path", "commit_and_verify", "discover",
+           "draft_tag_map", "keep_calibration", "kept_calibration", "plan_commit", "save_baseline", "settings_for_url",
+           "tag_map_with_credentials", "validate", "with_credentials"]

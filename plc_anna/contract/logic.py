@@ -40,10 +40,33 @@ from enum import IntEnum
 
 import numpy as np
 
-from plc_anna.contract.counters import UDINT_MODULUS, next_beat, udint
+from plc_anna.contract.counters import next_beat, udint
 from plc_anna.contract.ramp import ramp_step
 
 REAL_LIMIT = np.float32(3.4e38)     #: beyond ±REAL_LIMIT a value counts as infinite (PLC: x > 3.4E38)
+
+
+@dataclass(frozen=True)
+class BlockParameters:
+    """The block's parameter inputs and their defaults: one source for this reference, the simulated PLC
+    and the generated PLC code (``plc-anna plc-code`` declares them as the block's input defaults)."""
+
+    gain_min: float = 0.25              #: GainMin
+    gain_max: float = 4.0               #: GainMax
+    offset_min: float = -1.0e6          #: OffsetMin, output units
+    offset_max: float = 1.0e6           #: OffsetMax, output units
+    max_gain_step: float = 0.02         #: MaxGainStep, per cycle
+    max_offset_step: float = 1.0e6      #: MaxOffsetStep, per cycle, output units
+    heartbeat_timeout_s: float = 0.5    #: HeartbeatTimeout
+    cycle_s: float = 0.01               #: CycleTime, the interval of the task that calls the block
+
+
+#: The defaults of docs/plc-side.md.
+DEFAULTS = BlockParameters()
+#: The block's parameter inputs on the PLC -> the field of :class:`BlockParameters`, in declaration order.
+IEC_PARAMETERS = {"CycleTime": "cycle_s", "GainMin": "gain_min", "GainMax": "gain_max", "OffsetMin": "offset_min",
+                  "OffsetMax": "offset_max", "MaxGainStep": "max_gain_step", "MaxOffsetStep": "max_offset_step",
+                  "HeartbeatTimeout": "heartbeat_timeout_s"}
 
 
 class Status(IntEnum):
@@ -133,9 +156,10 @@ class CorrectionBlock:
     (False, 'RAMPING', array([1.1     , 0.5     , 2.019999], dtype=float32))
     """
 
-    def __init__(self, n_outputs: int, *, gain_min: float = 0.25, gain_max: float = 4.0,
-                 offset_min: float = -1.0e6, offset_max: float = 1.0e6, max_gain_step: float = 0.02,
-                 max_offset_step: float = 1.0e6, heartbeat_timeout_s: float = 0.5) -> None:
+    def __init__(self, n_outputs: int, *, gain_min: float = DEFAULTS.gain_min, gain_max: float = DEFAULTS.gain_max,
+                 offset_min: float = DEFAULTS.offset_min, offset_max: float = DEFAULTS.offset_max,
+                 max_gain_step: float = DEFAULTS.max_gain_step, max_offset_step: float = DEFAULTS.max_offset_step,
+                 heartbeat_timeout_s: float = DEFAULTS.heartbeat_timeout_s) -> None:
         self.n_outputs = operator.index(n_outputs)
         if self.n_outputs < 1:
             raise ValueError(f"n_outputs must be >= 1, got {n_outputs!r}")

@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from plc_anna.compensator import CompensatorConfig
@@ -45,6 +46,7 @@ from plc_anna.engine.link import LinkLoop, LinkRunner
 from plc_anna.engine.task import CycleStats, RealtimeTask
 from plc_anna.plc.link_status import LinkEvent, LinkStatus
 from plc_anna.server.runtime import Runtime, Snapshot
+from plc_anna.server.store import StateStore
 
 #: A network's state is saved at least this often even when nothing happens (scan counters, age).
 STATE_PERIOD_S = 60.0
@@ -75,6 +77,11 @@ class NetworkSpec:
     samples_per_scan: int = 8
     age_rate: float = 1.0
     compensator: CompensatorConfig = field(default_factory=CompensatorConfig)
+    counter_store: Path | None = None
+    """The state store that holds the commit counters' reservation (None: counters are not reserved; a
+    restart may then repeat a counter published after the last save)."""
+    counter_name: str = "commit_counter"
+    """The reservation's name in that store."""
 
     def open(self) -> AnalogNetwork:
         """The analog network of this spec: simulated, or observed through the PLC (ValueError: neither)."""
@@ -145,8 +152,13 @@ class NetworkScan:
         if spec.tag_map is not None:
             spec.tag_map.check_network([(layer.n_in, layer.n_out) for layer in spec.network.layers])
         self.jobs = JobWorker(name=f"plc-anna-jobs-{spec.name}")
+        # The reservation is written where the counters are used, before they are: in this process, on its
+        # own connection to the store (SQLite serializes it with the server's writes).
+        self._counters = StateStore(spec.counter_store) if spec.counter_store is not None else None
+        reserve = None if self._counters is None else (
+            lambda mark: self._counters.save_counter(spec.counter_name, mark))
         self.runtime = Runtime(net, spec.compensator, samples_per_scan=spec.samples_per_scan,
-                               age_rate=spec.age_rate, seed=spec.seed, jobs=self.jobs)
+                               age_rate=spec.age_rate, seed=spec.seed, jobs=self.jobs, reserve_counters=reserve)
         self.link = LinkRunner(spec.tag_map, net, spec.scan_ms / 1e3) if spec.tag_map is not None else None
         self.task = RealtimeTask(f"plc-anna-scan-{spec.name}", spec.scan_ms / 1e3, self._cycle, self._between,
                                  priority)
@@ -171,6 +183,9 @@ class NetworkScan:
         return self._report(self.runtime.snapshot(), state)
 
     def start(self, links: LinkLoop | None) -> None:
+        """Start the link and the scan; the commit counter first resumes after every counter it may have used."""
+        if self._counters is not None:
+            self.runtime.resume_counters(self._counters.load_counter(self.spec.counter_name))
         if self.link is not None:
             self.link.start(links)
         self.task.start()
@@ -187,6 +202,9 @@ class NetworkScan:
             self.link.stop()
         self.jobs.adopt_finished()   # the scan's thread has ended: this thread is the only one left
         self.jobs.close(wait=False)
+        if self._counters is not None:
+            self._counters.close()
+            self._counters = None
         return self.runtime.state_dict(), self.runtime.scan
 
     def command(self, name: str, args: tuple = ()) -> Future:

@@ -274,18 +274,28 @@ class PlcLink:
         return True
 
     async def _sync(self) -> None:
-        """Read what the PLC holds and make it the ramp position (no bump on start or after a restart)."""
+        """Read what the PLC holds and make it the ramp position (no bump on start or after a restart).
+
+        The next set continues from the PLC's ``CommitCounter``, the newest counter anyone wrote: a set
+        written just before a crash and not yet taken keeps its counter to itself. Were the next set to
+        reuse it, a PLC that took the old set meanwhile would see an unchanged counter and ignore the new
+        one, while its read-back would say it arrived.
+        """
         tags = [tag for entry in self.layers.values()
-                for tag in (entry.tags.accepted_commit, entry.tags.applied_gain or entry.tags.gain_set,
+                for tag in (entry.tags.accepted_commit, entry.tags.commit_counter,
+                            entry.tags.applied_gain or entry.tags.gain_set,
                             entry.tags.applied_offset or entry.tags.offset_set)]
         values = await self.transport.read(tags)
+        now = self.clock()
         for k, entry in enumerate(self.layers.values()):
-            accepted, gain, offset = values[3 * k: 3 * k + 3]
+            accepted, written, gain, offset = values[4 * k: 4 * k + 4]
             held_gain, held_offset = ramp_position(entry.tags, accepted, gain, offset)
             with self._lock:
                 entry.gain, entry.offset = held_gain, held_offset
-                entry.counter = entry.sent = int(accepted)
-                entry.pending_since = entry.unverified = None
+                entry.counter, entry.sent = int(accepted), int(written)
+                entry.unverified = None
+                # a set in flight: wait for the PLC to take it (or for commit_timeout_s) before the next
+                entry.pending_since = now if int(written) != int(accepted) else None
                 entry.accepted = int(accepted)
         self._synced = True
 

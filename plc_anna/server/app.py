@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from asyncua import Server, ua
+from asyncua import ua
 
 import plc_anna
 from plc_anna.compensator import CompensatorConfig
@@ -50,12 +50,17 @@ from plc_anna.device.params import load_device_params
 from plc_anna.engine.host import EngineHost, open_host
 from plc_anna.engine.scan import OPERATIONS, NetworkSpec, StateRefused
 from plc_anna.server import nodes as ua_nodes
+from plc_anna.server.alarms import NetworkAlarms
+from plc_anna.server.conditions import ConditionServer
 from plc_anna.server.config import ServerConfig
 from plc_anna.server.controller import ControllerService
+from plc_anna.server.diagnostics import ServerDiagnostics
+from plc_anna.server.endpoint import EndpointLimits, GuardedServer
 from plc_anna.server.history import enable_history
+from plc_anna.server.identity import Capabilities, publish_identity
 from plc_anna.server.model import load_model, type_node
 from plc_anna.server.network_config import NetworkEntry
-from plc_anna.server.security import configure_server_security
+from plc_anna.server.security import configure_server_security, loopback_rig_access
 from plc_anna.server.served import Publishing, ServedNetwork
 from plc_anna.server.store import StateStore
 from plc_anna.server.writes import WriteGuard, WriteRefused, double_array_check, double_check
@@ -64,6 +69,9 @@ logger = logging.getLogger(__name__)
 
 #: A publishing pass may take at most this share of the publishing interval before the interval grows.
 PUBLISH_SHARE = 0.5
+#: The state store's counter that holds the end of the commit counters reserved (Runtime.resume_counters),
+#: suffixed ``:<network>`` on a server of several networks.
+COMMIT_COUNTER = "commit_counter"
 
 
 class PlcAnnaServer:
@@ -72,7 +80,8 @@ class PlcAnnaServer:
     Parameters
     ----------
     config
-        The validated server configuration.
+        The validated server configuration; a test rig on loopback also offers the None policy to
+        anonymous viewers (:func:`~plc_anna.server.security.loopback_rig_access`), :attr:`config` says so.
     compensator_config
         The compensators' settings (default :class:`CompensatorConfig`).
     networks
@@ -83,7 +92,7 @@ class PlcAnnaServer:
 
     def __init__(self, config: ServerConfig, compensator_config: CompensatorConfig | None = None,
                  networks: Mapping[str, Network] | None = None, *, blas_threads: int | None = 1) -> None:
-        self.config = config
+        self.config = config = loopback_rig_access(config)
         self.blas_threads = blas_threads
         self.compensator_config = compensator_config or CompensatorConfig()
         self._given = dict(networks or {})
@@ -91,7 +100,9 @@ class PlcAnnaServer:
         if unknown:
             raise ValueError(f"networks {unknown} are not in the configuration "
                              f"({', '.join(entry.name for entry in config.served_networks)})")
-        self.server: Server | None = None
+        self.server: GuardedServer | None = None
+        self.diagnostics: ServerDiagnostics | None = None
+        self.edge_node: Any = None
         self.host: EngineHost | None = None
         self.store: StateStore | None = None
         self.idx: int | None = None
@@ -124,7 +135,7 @@ class PlcAnnaServer:
         entries = config.served_networks
         single = not config.networks
         networks = {entry.name: self._given.get(entry.name) or load_network(entry.network) for entry in entries}
-        specs = [self._spec(entry, networks[entry.name]) for entry in entries]
+        specs = [self._spec(entry, networks[entry.name], single) for entry in entries]
         config.config_dir.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(config.state_store, retention_s=config.history_retention_days * 86400.0)
         # The engine's process sends reports twice per publishing interval: publishing never waits long
@@ -147,9 +158,15 @@ class PlcAnnaServer:
             for name, report in first.items():
                 await self._networks[name].publish(report, self._publishing)
             await self.host.run()
+            if config.sparkplug is not None:
+                from plc_anna.sparkplug import start_edge_node
+
+                self.edge_node = await start_edge_node(self)
         except BaseException:
             await self.host.stop()
             self.host = None
+            if self.diagnostics is not None:
+                await self.diagnostics.stop()
             if self.server is not None:
                 await self.server.stop()
                 self.server = None
@@ -161,7 +178,11 @@ class PlcAnnaServer:
                     config.scan_isolation)
 
     async def stop(self) -> None:
-        """Stop publishing and scanning, save every network's final state, stop serving, close the store."""
+        """Stop the Sparkplug edge node, publishing and scanning, save every network's final state, stop serving,
+        close the store."""
+        if self.edge_node is not None:
+            await self.edge_node.stop()
+            self.edge_node = None
         if self._publisher is not None:
             self._publisher.cancel()
             await asyncio.gather(self._publisher, return_exceptions=True)
@@ -174,6 +195,9 @@ class PlcAnnaServer:
                 served = self._networks.get(name)
                 if served is not None and self.store is not None:
                     await loop.run_in_executor(self._store_thread, self.store.save_state, state, scan, served.store_key)
+        if self.diagnostics is not None:
+            await self.diagnostics.stop()
+            self.diagnostics = None
         if self.server is not None:
             await self.server.stop()
             self.server = None
@@ -208,22 +232,31 @@ class PlcAnnaServer:
             raise RuntimeError(self.host.failure)
 
     # ---------------------------------------------------------------- building
-    def _spec(self, entry: NetworkEntry, network: Network) -> NetworkSpec:
+    def _spec(self, entry: NetworkEntry, network: Network, single: bool) -> NetworkSpec:
         tag_map = load_tag_map(entry.tag_map) if entry.tag_map else None
         device = load_device_params(entry.device) if entry.device_backend == "simulated" else None
         return NetworkSpec(name=entry.name, network=network, backend=entry.device_backend, device=device,
                            seed=entry.seed, tag_map=tag_map, scan_ms=entry.scan_ms,
                            samples_per_scan=entry.samples_per_scan, age_rate=entry.age_rate,
-                           compensator=self.compensator_config)
+                           compensator=self.compensator_config, counter_store=self.config.state_store,
+                           counter_name=COMMIT_COUNTER if single else f"{COMMIT_COUNTER}:{entry.name}")
 
     async def _start_server(self, entries: tuple[NetworkEntry, ...], networks: dict[str, Network],
                             single: bool) -> None:
         config = self.config
-        server = Server()
+        security = config.security
+        server = GuardedServer(EndpointLimits(security.max_connections, security.max_sessions,
+                                              security.hello_timeout_s))
         await server.init()
         server.set_endpoint(config.endpoint)
         server.set_server_name("plc-anna " + ", ".join(network.name for network in networks.values()))
         ruleset = await configure_server_security(server, config)
+        await publish_identity(server, Capabilities(max_sessions=security.max_sessions,
+                                                    max_message_size=server.limits.max_message_size,
+                                                    min_sample_rate_ms=float(min(e.scan_ms for e in entries))))
+        self.diagnostics = ServerDiagnostics(server, server.stats, {
+            "certificates": lambda: server.iserver.certificate_validator.refusals,
+            "logins": lambda: server.iserver.user_manager.refusals, "requests": lambda: ruleset.refusals})
         self.idx = await load_model(server)
         self.server = server
         guard = WriteGuard(server)
@@ -231,19 +264,19 @@ class PlcAnnaServer:
         # asyncua delivers an event only to subscriptions on the node that emits it: emit from the Server
         # object, where SCADA clients subscribe, and name the layer or compensator as the source.
         drift_events = await server.get_event_generator(event_type, ua.ObjectIds.Server)
-        alarms = await server.get_event_generator(ua.ObjectIds.SystemEventType, ua.ObjectIds.Server)
-        self._publishing = Publishing(server, self.store, self._store_thread, config.history_period_s,
-                                      drift_events, alarms)
+        self._publishing = Publishing(server, self.store, self._store_thread, config.history_period_s, drift_events)
+        conditions = await ConditionServer.install(server, ruleset)
         historized: dict = {}
         for entry in entries:
-            served = await self._serve_network(entry, networks[entry.name], single, ruleset, guard)
+            served = await self._serve_network(entry, networks[entry.name], single, ruleset, guard, conditions)
             self._networks[entry.name] = served
             historized.update(served.historized())
         await enable_history(server, self.store, historized)
         await server.start()
+        await self.diagnostics.start()
 
     async def _serve_network(self, entry: NetworkEntry, network: Network, single: bool, ruleset: Any,
-                             guard: WriteGuard) -> ServedNetwork:
+                             guard: WriteGuard, conditions: ConditionServer) -> ServedNetwork:
         """One network's objects, methods and guarded writes."""
         server, config, ramp = self.server, self.config, self.compensator_config.ramp
         tag_map = load_tag_map(entry.tag_map) if entry.tag_map else None
@@ -259,7 +292,10 @@ class PlcAnnaServer:
                                                    ramp.offset_range, config.test_rig,
                                                    name=None if single else entry.name)
         link = ControllerService(tag_map) if tag_map is not None else None
-        served = ServedNetwork(entry.name, "" if single else entry.name, space, self.host, link)
+        alarms = await NetworkAlarms.create(conditions, space, self.compensator_config.maintenance_horizon_s)
+        if link is not None:
+            link.on_link_event = alarms.link_event
+        served = ServedNetwork(entry.name, "" if single else entry.name, space, self.host, alarms, link)
         for name, handler in _method_handlers(served, config.test_rig).items():
             node = space.methods[name]
             server.link_method(node, handler)

@@ -1,10 +1,12 @@
-"""Certificates of the OPC UA server: its own, made once and reused, and the trusted clients'.
+"""Certificates of the OPC UA server, in the folders UaExpert's users know: ``own/``, ``trusted/``, ``rejected/``.
 
 - :func:`ensure_server_certificate` makes the server's self-signed
-  certificate and key on first start and reuses them afterwards; it never
-  overwrites them and refuses damaged files.
+  certificate and key in ``own/`` on first start and reuses them afterwards;
+  it never overwrites them and refuses damaged files.
 - :class:`TrustList` holds the trusted client certificates of
-  ``security.trust_dir`` and is asyncua's certificate validator.
+  ``security.trust_dir`` and is asyncua's certificate validator; the
+  certificate of every client it refuses goes to ``security.rejected_dir``,
+  from where moving it to the trust list trusts it (no restart).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -25,27 +28,34 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from plc_anna.server.endpoint import channel_is_unsecured
+
 logger = logging.getLogger(__name__)
 
-#: ApplicationUri of the server; also in its certificate's subjectAltName.
-SERVER_APPLICATION_URI = "urn:plc-anna:server"
+#: The folder of config_dir that holds the server's own certificate and key.
+OWN_DIR = "own"
 #: File names of the server certificate (DER) and its private key (PEM, PKCS#8, unencrypted, mode 0600).
 CERT_FILE, KEY_FILE = "server_cert.der", "server_key.pem"
 CERT_VALIDITY_DAYS = 3650
+#: rejected/ keeps at most this many certificates (a flood of handshakes must not fill the disk).
+REJECTED_LIMIT = 1000
 RSA_KEY_BITS = 2048
 
 
 # ---------------------------------------------------------------- server certificate
 
-def ensure_server_certificate(config_dir: str | Path, hostname: str = "127.0.0.1") -> tuple[Path, Path]:
-    """The server's certificate and key in ``config_dir``, generated on the first call.
+def ensure_server_certificate(config_dir: str | Path, hostname: str = "127.0.0.1",
+                              application_uri: str = "urn:localhost:plc-anna") -> tuple[Path, Path]:
+    """The server's certificate and key in ``config_dir/own``, generated on the first call.
 
-    The first call (neither file exists) creates ``config_dir`` if needed and
+    The first call (neither file exists) creates the folder if needed and
     writes a self-signed certificate (2048-bit RSA, SHA-256, valid 10 years,
-    subjectAltName: :data:`SERVER_APPLICATION_URI`, ``hostname`` and this
-    machine's host name) and its key. Later calls check and reuse the files and never write them; a host
-    name missing from the certificate is logged, not fixed (delete both files
-    to make a new pair, then clients must trust the new certificate).
+    subjectAltName: ``application_uri``, ``hostname`` and this machine's host
+    name) and its key. Later calls check and reuse the files and never write
+    them; a host name missing from the certificate is logged, not fixed
+    (delete both files to make a new pair, then clients must trust the new
+    certificate). A pair that an earlier version kept in ``config_dir`` itself
+    is moved into ``own/`` once.
 
     Returns
     -------
@@ -59,8 +69,9 @@ def ensure_server_certificate(config_dir: str | Path, hostname: str = "127.0.0.1
         regenerated silently: a changed certificate would break every
         client's trust in the server.
     """
-    directory = Path(config_dir)
+    directory = Path(config_dir) / OWN_DIR
     cert_path, key_path = directory / CERT_FILE, directory / KEY_FILE
+    _move_legacy_pair(Path(config_dir), directory)
     have_cert, have_key = cert_path.exists(), key_path.exists()
     if have_cert and have_key:
         cert = _read_certificate(cert_path)
@@ -79,7 +90,7 @@ def ensure_server_certificate(config_dir: str | Path, hostname: str = "127.0.0.1
                          f"{present.name} to generate a new certificate and key")
     directory.mkdir(parents=True, exist_ok=True)
     key = cert_gen.generate_private_key()
-    cert = _self_signed_certificate(key, hostname)
+    cert = _self_signed_certificate(key, hostname, application_uri)
     _write_new(key_path, cert_gen.dump_private_key_as_pem(key), mode=0o600)
     _write_new(cert_path, cert.public_bytes(serialization.Encoding.DER), mode=0o644)
     logger.info("generated the server certificate %s (SHA-1 thumbprint %s) and key %s",
@@ -87,8 +98,38 @@ def ensure_server_certificate(config_dir: str | Path, hostname: str = "127.0.0.1
     return cert_path, key_path
 
 
-def _self_signed_certificate(key: rsa.RSAPrivateKey, hostname: str) -> x509.Certificate:
-    alt_names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(SERVER_APPLICATION_URI)]
+def _move_legacy_pair(config_dir: Path, own: Path) -> None:
+    """Move a certificate and key kept in ``config_dir`` itself (before ``own/``) into ``own/``, once."""
+    legacy = [config_dir / CERT_FILE, config_dir / KEY_FILE]
+    present = [path for path in legacy if path.exists()]
+    if not present or any((own / path.name).exists() for path in legacy):
+        return
+    if len(present) == 1:
+        missing = next(path for path in legacy if path not in present)
+        raise ValueError(f"{missing} is missing but {present[0]} exists: restore {missing.name}, or delete "
+                         f"{present[0].name} to generate a new certificate and key in {own}")
+    own.mkdir(parents=True, exist_ok=True)
+    for path in legacy:
+        os.replace(path, own / path.name)
+    logger.info("moved the server certificate and key from %s into %s", config_dir, own)
+
+
+def certificate_application_uri(cert_path: str | Path) -> str | None:
+    """The ApplicationUri a certificate file (DER or PEM) names in its subjectAltName, or None.
+
+    Raises ValueError, naming the file, if it is not a readable certificate.
+    """
+    cert = _read_certificate(Path(cert_path))
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
+
+
+def _self_signed_certificate(key: rsa.RSAPrivateKey, hostname: str, application_uri: str) -> x509.Certificate:
+    alt_names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(application_uri)]
     try:
         alt_names.append(x509.IPAddress(ipaddress.ip_address(hostname)))
     except ValueError:
@@ -177,13 +218,20 @@ class TrustList:
     OPTIONS = (CertificateValidatorOptions.TIME_RANGE | CertificateValidatorOptions.URI
                | CertificateValidatorOptions.TRUSTED | CertificateValidatorOptions.PEER_CLIENT)
 
-    def __init__(self, trust_dir: str | Path, options: CertificateValidatorOptions | None = None) -> None:
+    def __init__(self, trust_dir: str | Path, options: CertificateValidatorOptions | None = None,
+                 rejected_dir: str | Path | None = None) -> None:
         self.trust_dir = Path(trust_dir)
-        if self.trust_dir.exists() and not self.trust_dir.is_dir():
-            raise ValueError(f"trust directory {self.trust_dir} is not a directory")
-        self.trust_dir.mkdir(parents=True, exist_ok=True)
+        self.rejected_dir = Path(rejected_dir) if rejected_dir is not None else None
+        for what, directory in (("trust", self.trust_dir), ("rejected", self.rejected_dir)):
+            if directory is None:
+                continue
+            if directory.exists() and not directory.is_dir():
+                raise ValueError(f"{what} directory {directory} is not a directory")
+            directory.mkdir(parents=True, exist_ok=True)
         self._certs: tuple[x509.Certificate, ...] = ()
         self._der: frozenset[bytes] = frozenset()
+        self.refusals = 0
+        """Client certificates refused since the start (:meth:`reject` counts them)."""
         self._signature: tuple = ()
         # asyncua's TrustStore supplies the verification policy (CA certificates need basicConstraints ca=true)
         self._policy = TrustStore([], []).policy_builder
@@ -258,13 +306,56 @@ class TrustList:
         """No revocation lists yet: never revoked (asyncua's validator asks)."""
         return False
 
+    def reject(self, certificate: x509.Certificate | bytes) -> Path | None:
+        """Count a refused client certificate and keep it in :attr:`rejected_dir` (DER, named by subject and
+        thumbprint).
+
+        Returns the file (already there when the client tried before), or None
+        without a rejected directory, for bytes that are no certificate, or
+        when the directory holds :data:`REJECTED_LIMIT` files already.
+        """
+        self.refusals += 1
+        if self.rejected_dir is None:
+            return None
+        if isinstance(certificate, (bytes, bytearray)):
+            try:
+                certificate = x509.load_der_x509_certificate(bytes(certificate))
+            except ValueError:
+                return None
+        names = certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(names[0].value) if names else "client").strip("_")[:64]
+        path = self.rejected_dir / f"{name or 'client'}_{certificate.fingerprint(hashes.SHA1()).hex()}.der"
+        if path.exists():
+            return path
+        try:
+            if sum(1 for _ in self.rejected_dir.iterdir()) >= REJECTED_LIMIT:
+                logger.warning("%s holds %d files: not keeping another refused certificate", self.rejected_dir,
+                               REJECTED_LIMIT)
+                return None
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+            os.replace(tmp, path)
+        except OSError as exc:
+            logger.error("could not keep the refused certificate in %s: %s", self.rejected_dir, exc)
+            return None
+        return path
+
     async def __call__(self, certificate: x509.Certificate, app_description: ua.ApplicationDescription) -> None:
-        """asyncua's certificate validator hook: raises ``ServiceError`` for a refused certificate."""
+        """asyncua's certificate validator hook: raises ``ServiceError`` for a refused certificate.
+
+        A certificate sent over a None channel is not checked: it proves nothing there, and OPC 10000-4
+        (5.6.2) has the server ignore it (node-opcua and UaExpert send theirs on None too). Whether such
+        a session is allowed at all is the user directory's business.
+        """
+        if channel_is_unsecured():
+            return
         try:
             await self._validator.validate(certificate, app_description)
         except ServiceError as exc:
-            logger.warning("refused client certificate %s (SHA-1 thumbprint %s, ApplicationUri %s): %s; to trust "
-                           "it, copy it into %s", certificate.subject.rfc4514_string(),
-                           certificate.fingerprint(hashes.SHA1()).hex(), app_description.ApplicationUri,
-                           ua.StatusCode(exc.code).name, self.trust_dir)
+            kept = self.reject(certificate)
+            where = (f"kept as {kept}; to trust it, move it into {self.trust_dir}" if kept is not None
+                     else f"to trust it, copy it into {self.trust_dir}")
+            logger.warning("refused client certificate %s (SHA-1 thumbprint %s, ApplicationUri %s): %s; %s",
+                           certificate.subject.rfc4514_string(), certificate.fingerprint(hashes.SHA1()).hex(),
+                           app_description.ApplicationUri, ua.StatusCode(exc.code).name, where)
             raise

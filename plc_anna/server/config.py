@@ -38,6 +38,7 @@ from plc_anna.server.network_config import (
     single_network_name,
 )
 from plc_anna.server.passwords import parse_password_hash
+from plc_anna.sparkplug.config import SPARKPLUG_KEY_DOCS, sparkplug_config
 from plc_anna.tomlfile import read_toml
 
 #: Every security policy name the ``security.policies`` key accepts (OPC UA names, with the mode).
@@ -101,9 +102,22 @@ class SecurityConfig:
         "Directory of trusted client certificates (.der, .pem, .crt or .cer); a client whose "
         "certificate is not there (nor issued by a CA there) is rejected. Relative to config_dir; "
         "created empty on first start.", "\"trusted\"", "a directory path"))
+    rejected_dir: Path = field(default=Path("rejected"), metadata=key(
+        "Directory where the certificate of every refused client is saved (one .der file each, "
+        "named by subject and thumbprint); move one to trust_dir to trust that client. Relative to "
+        "config_dir; created empty on first start.", "\"rejected\"", "a directory path"))
     allow_insecure_login: bool = field(default=False, metadata=key(
         "Accept user-name logins on the None endpoint, where the session is neither signed nor "
         "encrypted. Needs \"None\" in policies.", "false", "true or false"))
+    max_connections: int = field(default=100, metadata=key(
+        "Most TCP connections served at once; one more is answered with BadMaxConnectionsReached and "
+        "closed.", "100", "integer, 1 to 10000", low=1, high=10000))
+    max_sessions: int = field(default=50, metadata=key(
+        "Most sessions open at once; one more CreateSession is answered with BadTooManySessions.",
+        "50", "integer, 1 to 10000", low=1, high=10000))
+    hello_timeout_s: float = field(default=0.5, metadata=key(
+        "A new connection must send its complete Hello within this time, or it is answered with "
+        "BadTimeout and closed.", "0.5", "number, 0.05 to 60 (s)", low=0.05, high=60.0))
     users: tuple[UserEntry, ...] = field(default=(), metadata=key(
         "The users, one [[security.users]] table each with name, password_hash and role.",
         "none", "user names unique"))
@@ -140,6 +154,10 @@ class ServerConfig(NetworkKeys):
         "URL the server listens on. The host is the address it binds to: 127.0.0.1 serves this "
         "machine only; 0.0.0.0 or an interface address opens it to the network.",
         f"\"{DEFAULT_ENDPOINT}\"", "opc.tcp://HOST:PORT[/path]"))
+    application_uri: str = field(default="", metadata=key(
+        "ApplicationUri of this server instance, also written into its certificate. Empty: "
+        "urn:HOSTNAME:plc-anna:PORT, from this machine's host name and the endpoint's port (a "
+        "certificate made before keeps the URI it names).", "\"\" (derived)", "empty or a URI"))
     test_rig: bool = field(default=False, metadata=key(
         "Run as a test rig: the simulated device with its test-rig methods, which only "
         "engineers may call.", "false", "true or false"))
@@ -171,12 +189,15 @@ class ServerConfig(NetworkKeys):
         "none: one network, from the top-level keys", "[[networks]] tables, names unique"))
     security: SecurityConfig = field(default_factory=SecurityConfig, metadata=key(
         "The [security] table (keys below).", "see below", "a table"))
+    sparkplug: Any = field(default=None, metadata=key(
+        "The [sparkplug] table: publish every network over MQTT as a Sparkplug B edge node (docs/fleet.md). "
+        "Without it nothing is published over MQTT.", "none", "a table (keys below)"))
     #: The file this configuration was loaded from (None when built in code); not a key.
     source: Path | None = field(default=None, compare=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if f.name not in ("security", "source", "networks") and f.name not in network_key_names():
+            if f.name not in ("security", "source", "networks", "sparkplug") and f.name not in network_key_names():
                 object.__setattr__(self, f.name, coerce(f.name, f, getattr(self, f.name)))
         security = self.security
         if isinstance(security, dict):
@@ -189,11 +210,18 @@ class ServerConfig(NetworkKeys):
         object.__setattr__(self, "config_dir", config_dir)
         object.__setattr__(self, "state_store", config_dir / self.state_store)
         object.__setattr__(self, "security", dataclasses.replace(
-            security, trust_dir=config_dir / security.trust_dir))
+            security, trust_dir=config_dir / security.trust_dir, rejected_dir=config_dir / security.rejected_dir))
+        object.__setattr__(self, "sparkplug", sparkplug_config(self.sparkplug, config_dir))
         if self.state_store.is_dir():
             raise ValueError(f"server key 'state_store': {self.state_store} is a directory, not a file")
-        if self.security.trust_dir.exists() and not self.security.trust_dir.is_dir():
-            raise ValueError(f"server key 'security.trust_dir': {self.security.trust_dir} is not a directory")
+        for key_name in ("trust_dir", "rejected_dir"):
+            path = getattr(self.security, key_name)
+            if path.exists() and not path.is_dir():
+                raise ValueError(f"server key 'security.{key_name}': {path} is not a directory")
+        if self.application_uri and (":" not in self.application_uri or any(c.isspace()
+                                                                            for c in self.application_uri)):
+            raise ValueError(f"server key 'application_uri' must be a URI without spaces (e.g. "
+                             f"urn:line3:plc-anna), got {self.application_uri!r}")
         if self.networks:
             object.__setattr__(self, "networks", entries_from_list(self.networks))
             given = [f.name for f in network_fields() if getattr(self, f.name) != f.default]
@@ -273,6 +301,7 @@ KEY_DOCS: dict[str, dict[str, Any]] = {
     "security": plain(ServerConfig.__dataclass_fields__["security"].metadata),
     **{f"security.{f.name}": plain(f.metadata) for f in dataclasses.fields(SecurityConfig)},
     **{f"security.users[].{f.name}": plain(f.metadata) for f in dataclasses.fields(UserEntry)},
+    **{f"sparkplug.{name}": meta for name, meta in SPARKPLUG_KEY_DOCS.items()},
 }
 """Every key of the file, dotted (``security.users[].role``): its meaning, default and allowed values."""
 

@@ -57,7 +57,7 @@ def coerce(key_name: str, f: dataclasses.Field, value: Any) -> Any:
             return value
         raise ValueError(f"server key {key_name!r} must be a non-empty path string, got {value!r}")
     if kind == "str":
-        if f.name == "tag_map" and value == "":
+        if f.name in ("tag_map", "application_uri") and value == "":
             return value
         if not isinstance(value, str) or not value:
             raise ValueError(f"server key {key_name!r} must be a non-empty string, got {value!r}")

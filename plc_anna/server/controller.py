@@ -16,6 +16,7 @@ their source.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from asyncua import Server, ua
@@ -44,6 +45,8 @@ class ControllerService:
         self._generator = None
         self._server: Server | None = None
         self._space: AddressSpace | None = None
+        #: Awaited with every link event after it is sent (the server's LinkLost alarm).
+        self.on_link_event: Callable[[LinkEvent], Awaitable[None]] | None = None
 
     @property
     def connected(self) -> bool:
@@ -86,5 +89,7 @@ class ControllerService:
             generator.event.Severity = event.severity
             try:
                 await generator.trigger(message=f"PLC link {event.kind}: {event.message}")
+                if self.on_link_event is not None:
+                    await self.on_link_event(event)
             except Exception:  # an event that cannot be sent must not stop publishing
                 logger.exception("could not send the link event %s", event.kind)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from asyncua import Node, Server, ua
 
 from plc_anna.device.network import Network
+from plc_anna.drift.states import DriftState
 from plc_anna.server.model import type_node
 from plc_anna.server.runtime import Snapshot
 from plc_anna.engine.task import CycleStats
@@ -38,7 +39,10 @@ UNITS = {"": ("C62", "1"), "1": ("C62", "1"), "V": ("VLT", "V"), "mV": ("2Z", "m
          "bar": ("BAR", "bar"), "%": ("P1", "%")}
 
 LAYER_MEMBERS = ("Gain", "Offset", "ColumnDistance", "LayerDistance", "DetectorStatistic", "DetectorThreshold",
-                 "DriftState", "TransportCost", "SampleCount", "GainTrendPerDecade", "RemainingLife")
+                 "DriftState", "TransportCost", "SampleCount", "GainTrendPerDecade", "RemainingLife", "StateReason",
+                 "Coverage")
+#: DriftState's ValueAsText for each state (the names of the model's EnumValues).
+STATE_TEXT = {state: ua.LocalizedText(state.name.capitalize()) for state in DriftState}
 DIAGNOSTICS = ("ScanPeriod", "LastCycleTime", "P99CycleTime", "MaxCycleTime", "DeadlineLateness", "Overruns")
 #: Publishing's own diagnostics, variables of each Compensator instance (ms, and scans not published).
 PUBLISH_DIAGNOSTICS = (("PublishInterval", ua.VariantType.Double), ("PublishDropped", ua.VariantType.UInt64))
@@ -58,9 +62,16 @@ def offset_eu_range(offset_range: tuple[float, float]) -> tuple[float, float]:
     return max(offset_range[0], -OFFSET_LIMIT), min(offset_range[1], OFFSET_LIMIT)
 
 
-def engineering_units(unit: str) -> ua.EUInformation:
-    """The OPC UA EUInformation of a unit string of a network file (UNECE code; UnitId -1 if unknown)."""
+def engineering_units(unit: str, squared: bool = False) -> ua.EUInformation:
+    """The OPC UA EUInformation of a unit string of a network file (UNECE code; UnitId -1 if unknown).
+
+    ``squared``: the square of the unit (a transport cost); UNECE names no squares of these units, so
+    the UnitId is -1 unless the unit is dimensionless.
+    """
     code, symbol = UNITS.get(unit, (None, unit))
+    if squared and code != "C62":
+        return ua.EUInformation(NamespaceUri=UNECE_UNITS_URI, UnitId=-1, DisplayName=ua.LocalizedText(f"{symbol}²"),
+                                Description=ua.LocalizedText(f"({unit}) squared"))
     unit_id = -1
     if code is not None:
         unit_id = 0
@@ -77,6 +88,8 @@ class LayerNodes:
     index: int
     object: Node
     members: dict[str, Node]
+    state_text: Node
+    """DriftState's ValueAsText."""
 
 
 def network_prefix(name: str | None) -> str:
@@ -164,9 +177,11 @@ async def build_address_space(server: Server, idx: int, network: Network, sinks:
         await gain_props["EURange"].write_value(ua.Range(Low=gain_range[0], High=gain_range[1]))
         await offset_props["EURange"].write_value(ua.Range(Low=offset_low, High=offset_high))
         await offset_props["EngineeringUnits"].write_value(engineering_units(unit))
+        await _members(members["TransportCost"], ("EngineeringUnits",))["EngineeringUnits"].write_value(
+            engineering_units(unit, squared=True))
         await members["Gain"].write_value(ua.Variant([1.0] * n_out, ua.VariantType.Double))
         await members["Offset"].write_value(ua.Variant([0.0] * n_out, ua.VariantType.Double))
-        layers.append(LayerNodes(i, obj, members))
+        layers.append(LayerNodes(i, obj, members, _members(members["DriftState"], ("ValueAsText",))["ValueAsText"]))
     compensator = await objects.add_object(ua.NodeId(f"{prefix}Compensator", idx),
                                            ua.QualifiedName("Compensator", idx),
                                            await type_node(server, "CompensatorType"),
@@ -223,8 +238,10 @@ async def publish(server: Server, space: AddressSpace, snapshot: Snapshot, stats
                 ("DriftState", int(layer.state), ua.VariantType.Int32),
                 ("TransportCost", layer.transport_cost.tolist(), D),
                 ("SampleCount", layer.sample_count, ua.VariantType.UInt64),
-                ("GainTrendPerDecade", layer.gain_trend.tolist(), D)):
+                ("GainTrendPerDecade", layer.gain_trend.tolist(), D),
+                ("StateReason", layer.state_reason, ua.VariantType.String), ("Coverage", layer.coverage, D)):
             await write(m[name].nodeid, value, _value(item, vtype, now))
+        await write(nodes.state_text.nodeid, value, _value(STATE_TEXT[layer.state], ua.VariantType.LocalizedText, now))
         if layer.remaining_life_s is None:
             life = ua.DataValue(ua.Variant(None, ua.VariantType.Null), SourceTimestamp=now, ServerTimestamp=now,
                                 StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData))

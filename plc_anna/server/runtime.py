@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
 #: Age at which a freshly programmed simulated network starts (its t0 fingerprint a minute later).
 START_AGE_S = 60.0
 STATE_FORMAT = 1
+#: Commit counters reserved at a time: the end of a block is persisted before its first counter is used.
+COUNTER_BLOCK = 1000
+#: A saved state from before counters were reserved: resume this far ahead of its counter, past any
+#: counter used after it was saved (the state was saved at least once a minute; a counter moves at most
+#: once a scan, 6000 a minute at the fastest scan).
+UNRESERVED_SKIP = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -92,10 +99,15 @@ class Runtime:
         Seed of the process sampling.
     jobs
         The worker of the compensator's off-scan jobs (None: they run inline, in the scan).
+    reserve_counters
+        Persists the end of the next block of commit counters, durably, before it returns (the
+        server's state store); without it the commit counter starts from its saved value on a restart
+        and may repeat what it published after that save.
     """
 
     def __init__(self, net: AnalogNetwork, config: CompensatorConfig | None = None, samples_per_scan: int = 8,
-                 age_rate: float = 1.0, seed: int = 0, jobs: JobWorker | None = None) -> None:
+                 age_rate: float = 1.0, seed: int = 0, jobs: JobWorker | None = None,
+                 reserve_counters: Callable[[int], None] | None = None) -> None:
         if not 2 <= int(samples_per_scan) <= 4096:
             raise ValueError(f"samples_per_scan must be within 2..4096, got {samples_per_scan}")
         if not (math.isfinite(age_rate) and age_rate >= 0):
@@ -110,6 +122,8 @@ class Runtime:
         self.samples = 0
         """Process samples the compensator took, since the first scan (kept across restarts)."""
         self.commit_counter = 0
+        self._reserve = reserve_counters
+        self._reserved_left = 0
         self.heartbeat = 0
         self._published: tuple[np.ndarray, np.ndarray] | None = None
         self._last_wall: float | None = None
@@ -149,13 +163,38 @@ class Runtime:
         plc_set = self.compensator.correction(len(self.compensator.layers) - 1)
         if self._published is None or not all(np.array_equal(a, b) for a, b in zip(plc_set, self._published)):
             if self._published is not None:
-                self.commit_counter = next_counter(self.commit_counter)
+                self.commit_counter = self._next_commit_counter()
             self._published = plc_set
         return Snapshot(scan=self.scan, age_s=self.net.age_s, temperature_k=self.net.temperature_k,
                         layers=tuple(_layer_snapshot(layer, self.samples)
                                      for layer in self.compensator.layers),
                         events=events, commit_counter=self.commit_counter, heartbeat=self.heartbeat,
                         read_s=read_s, compute_s=compute_s)
+
+    def _next_commit_counter(self) -> int:
+        """The next commit counter; a new block is reserved (persisted) before its first counter is used."""
+        counter = next_counter(self.commit_counter)
+        if self._reserve is not None:
+            if self._reserved_left <= 0:
+                # every counter up to the mark may be used before the next reservation (one more when the
+                # block wraps past 0, which is skipped): a restart resumes after the mark
+                self._reserve(udint(counter + COUNTER_BLOCK))
+                self._reserved_left = COUNTER_BLOCK
+            self._reserved_left -= 1
+        return counter
+
+    def resume_counters(self, reserved: int | None) -> None:
+        """After a restart: continue the commit counter after every counter it may have published.
+
+        ``reserved`` is the last block end persisted (None: never reserved). Without one, a restored
+        state's counter is advanced by :data:`UNRESERVED_SKIP`. Either way the next counter is
+        reserved anew before it is used.
+        """
+        if reserved is not None:
+            self.commit_counter = udint(reserved)
+        elif self.commit_counter:
+            self.commit_counter = udint(self.commit_counter + UNRESERVED_SKIP)
+        self._reserved_left = 0
 
     # -------------------------------------------------------------- commands
     def calibrate(self) -> None:

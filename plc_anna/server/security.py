@@ -24,9 +24,12 @@ user and the decoded request, so it can decide per node and per method.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -40,15 +43,12 @@ from asyncua.crypto.permission_rules import (
 from asyncua.server.user_managers import UserManager
 from asyncua.ua.ua_binary import struct_from_binary
 
-from plc_anna.server.certificates import (
-    SERVER_APPLICATION_URI,
-    TrustList,
-    ensure_server_certificate,
-)
+from plc_anna.server.certificates import TrustList, ensure_server_certificate
 from plc_anna.server.config import (
     SecurityConfig,
     ServerConfig,
 )
+from plc_anna.server.identity import application_uri, default_application_uri
 from plc_anna.server.passwords import hash_password, verify_password
 
 if TYPE_CHECKING:
@@ -67,8 +67,8 @@ class Role(str, Enum):
 
 
 #: What each role may do, the one table :func:`may` and ``docs/server-config.md`` show.
-#: ``read``: read, browse, subscribe, read history. ``call_operation``: Calibrate, Commit,
-#: Rollback, ResetReference. ``write_configuration``: write configuration variables.
+#: ``read``: read, browse, subscribe, read history, ConditionRefresh. ``call_operation``: Calibrate,
+#: Commit, Rollback, ResetReference, acknowledge an alarm. ``write_configuration``: write configuration variables.
 #: ``call_test_rig``: the simulated device's test-rig methods (``test_rig = true``).
 PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.VIEWER: frozenset({"read"}),
@@ -154,9 +154,17 @@ class UserDirectory(UserManager):
         self.security = security
         self.trust_list = trust_list
         self._users = {u.name: u for u in security.users}
+        self.refusals = 0
+        """Sessions refused since the start (a wrong login, anonymous or unsecured access not allowed)."""
 
     def get_user(self, iserver: Any = None, username: str | None = None, password: str | None = None,
                  certificate: Any = None) -> PlcUser | None:
+        user = self._user(username, password, certificate)
+        if user is None:
+            self.refusals += 1
+        return user
+
+    def _user(self, username: str | None, password: str | None, certificate: Any) -> PlcUser | None:
         channel_cert = certificate or None  # asyncua passes b"" on an unsecured channel
         if channel_cert is None and "None" not in self.security.policies:
             # asyncua accepts an unsecured channel even without a None endpoint (for GetEndpoints), and
@@ -164,7 +172,9 @@ class UserDirectory(UserManager):
             logger.warning("refused a session on an unsecured channel: the None policy is not configured")
             return None
         if channel_cert is not None and self.trust_list is not None and not self.trust_list.is_trusted(channel_cert):
-            logger.warning("refused a session: the channel's client certificate is not trusted")
+            kept = self.trust_list.reject(channel_cert)
+            logger.warning("refused a session: the channel's client certificate is not trusted%s",
+                           f" (kept as {kept})" if kept is not None else "")
             return None
         if username is None:
             if not self.security.allow_anonymous:
@@ -234,6 +244,19 @@ _READ_REQUESTS = frozenset(
 
 Classifier = Callable[[ua.NodeId], "str | None"]
 
+#: The session user of the request being processed. asyncua does not tell a method handler who
+#: called it; :class:`RoleRuleset` sets this before each request it checks, in the connection's own
+#: task, where asyncua then runs the request: a handler reads it with :func:`caller_name`.
+_CALLER: ContextVar[Any] = ContextVar("plc_anna_caller", default=None)
+
+
+def caller_name() -> str:
+    """Who sent the request being processed: the user name, ``anonymous``, or ``""`` outside a request."""
+    user = _CALLER.get()
+    if user is None:
+        return ""
+    return getattr(user, "name", None) or "anonymous"
+
 
 class RoleRuleset(PermissionRuleset):
     """asyncua permission ruleset that applies :func:`may` to every request of a session.
@@ -257,6 +280,8 @@ class RoleRuleset(PermissionRuleset):
 
     def __init__(self, writes: Mapping[ua.NodeId, str] | Classifier | None = None,
                  calls: Mapping[ua.NodeId, str] | Classifier | None = None) -> None:
+        self.refusals = 0
+        """Requests refused since the start."""
         self._writes: dict[ua.NodeId, str] = {}
         self._calls: dict[ua.NodeId, str] = {}
         self._write_fn = writes if callable(writes) else None
@@ -290,11 +315,13 @@ class RoleRuleset(PermissionRuleset):
         return self._calls.get(method_id) or (self._call_fn(method_id) if self._call_fn else None)
 
     def check_validity(self, user: Any, action_type_id: ua.NodeId, body: Any) -> bool:
+        _CALLER.set(user)
         role = role_of(user)
-        if role is None:
+        if role is None or (action_type_id in _READ_REQUESTS and not may(role, "read")):
+            self.refusals += 1
             return False
         if action_type_id in _READ_REQUESTS:
-            return may(role, "read")
+            return True
         try:
             if action_type_id == _WRITE:
                 items = struct_from_binary(ua.WriteParameters, body.copy()).NodesToWrite
@@ -304,12 +331,15 @@ class RoleRuleset(PermissionRuleset):
                 items = struct_from_binary(ua.CallParameters, body.copy()).MethodsToCall
                 actions = [self.call_action(c.MethodId) for c in items]
             else:
+                self.refusals += 1
                 return False
         except Exception:  # an undecodable request is refused, never let through
             logger.exception("refused an undecodable request")
+            self.refusals += 1
             return False
         allowed = all(action is not None and may(role, action) for action in actions)
         if not allowed:
+            self.refusals += 1
             logger.warning("refused a %s of %s: role %s", "write" if action_type_id == _WRITE else "call",
                            getattr(user, "name", None) or "anonymous", role.value)
         return allowed
@@ -317,24 +347,53 @@ class RoleRuleset(PermissionRuleset):
 
 # ---------------------------------------------------------------- wiring
 
+def is_loopback(host: str) -> bool:
+    """True for an address or name that only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_rig_access(config: ServerConfig) -> ServerConfig:
+    """A test rig on loopback offers the None policy to anonymous viewers, so any client can attach.
+
+    Only for ``test_rig = true`` and an endpoint on loopback; any other
+    configuration is returned unchanged (production never offers None unless
+    configured). Users and roles stay as configured.
+    """
+    if not config.test_rig or not is_loopback(config.host):
+        return config
+    security = config.security
+    policies = security.policies if "None" in security.policies else (*security.policies, "None")
+    return config.replace(security=dataclasses.replace(security, policies=policies, allow_anonymous=True))
+
 async def configure_server_security(server: Server, config: ServerConfig,
                                     ruleset: RoleRuleset | None = None) -> RoleRuleset:
     """Apply the configuration's security to an initialised ``asyncua.Server`` (before ``start()``).
 
-    Generates or loads the server certificate in ``config_dir``, sets the
-    ApplicationUri, the security policies with a :class:`RoleRuleset`, the
-    identity tokens, the :class:`UserDirectory` and the :class:`TrustList` of
-    ``security.trust_dir`` as certificate validator. Returns the ruleset, in
-    which the server registers its writable configuration nodes and methods.
+    Generates or loads the server certificate in ``config_dir/own``, sets the
+    ApplicationUri (:func:`application_uri`), the security policies with a
+    :class:`RoleRuleset`, the identity tokens, the :class:`UserDirectory` and
+    the :class:`TrustList` of ``security.trust_dir`` (refused certificates go
+    to ``security.rejected_dir``) as certificate validator. Returns the
+    ruleset, in which the server registers its writable configuration nodes
+    and methods.
     """
     host = config.host
     if host in ("0.0.0.0", "::", ""):
         host = socket.gethostname()
-    cert_path, key_path = ensure_server_certificate(config.config_dir, hostname=host)
+    cert_path, key_path = ensure_server_certificate(
+        config.config_dir, hostname=host, application_uri=config.application_uri or default_application_uri(
+            config.endpoint))
+    uri = application_uri(config, cert_path)
     await server.load_certificate(str(cert_path))
     await server.load_private_key(str(key_path))
-    await server.set_application_uri(SERVER_APPLICATION_URI)
-    trust_list = TrustList(config.security.trust_dir)
+    await server.set_application_uri(uri)
+    await server.get_node(ua.NodeId(ua.ObjectIds.Server_ServerArray)).write_value([uri])
+    trust_list = TrustList(config.security.trust_dir, rejected_dir=config.security.rejected_dir)
     ruleset = ruleset if ruleset is not None else RoleRuleset()
     server.set_security_policy(security_policies(config), permission_ruleset=ruleset)
     server.set_identity_tokens(identity_tokens(config))

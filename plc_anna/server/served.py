@@ -6,8 +6,9 @@ surface (``name``, ``latest``, ``stats``, ``link``, ``command``) is what a
 client of the server inside the process uses (a Sparkplug B edge node, the
 demo); reading it never waits for a scan. The server's publisher calls
 :meth:`ServedNetwork.publish` with each report the network's scan handed over:
-it writes the nodes, fires the events, raises the overrun alarm, writes the
-history when due and hands a state to save to the store's thread.
+it writes the nodes, fires the events, keeps the network's alarms in step
+(:class:`~plc_anna.server.alarms.NetworkAlarms`), writes the history when due
+and hands a state to save to the store's thread.
 """
 
 from __future__ import annotations
@@ -26,28 +27,26 @@ from plc_anna.engine.host import EngineHost
 from plc_anna.engine.scan import COMMANDS, ScanReport
 from plc_anna.engine.task import CycleStats
 from plc_anna.server import nodes as ua_nodes
+from plc_anna.server.alarms import NetworkAlarms
 from plc_anna.server.controller import ControllerService
 from plc_anna.server.runtime import Snapshot
 from plc_anna.server.store import StateStore
 
 logger = logging.getLogger(__name__)
 
-#: At most one scan-overrun alarm per network per this many seconds (each one carries the count).
-OVERRUN_ALARM_INTERVAL_S = 10.0
-OVERRUN_SEVERITY = 500
 HISTORIZED = ("LayerDistance", "DriftState", "Gain", "Offset")
 HISTORY_TYPES = {"LayerDistance": ua.VariantType.Double, "DriftState": ua.VariantType.Int32,
                  "Gain": ua.VariantType.Double, "Offset": ua.VariantType.Double}
 
 
 class Publishing:
-    """What every network's publishing shares: the server, its event generators, the store and its thread."""
+    """What every network's publishing shares: the server, its drift events' generator, the store and its thread."""
 
     def __init__(self, server: Server, store: StateStore, store_thread: ThreadPoolExecutor, history_period_s: float,
-                 drift_events: Any, alarms: Any) -> None:
+                 drift_events: Any) -> None:
         self.server, self.store, self.store_thread = server, store, store_thread
         self.history_period_s = history_period_s
-        self.drift_events, self.alarms = drift_events, alarms
+        self.drift_events = drift_events
         #: The publishing interval now (s): the configured one, or coarser while publishing is slow.
         self.interval_s = math.nan
 
@@ -65,6 +64,8 @@ class ServedNetwork:
         Its nodes.
     host
         The engine that scans it.
+    alarms
+        Its alarms (Fault, Saturated, Maintenance per layer; link lost; scan overrun).
     link
         Its PLC link's view, or None without a link.
 
@@ -73,9 +74,9 @@ class ServedNetwork:
     """
 
     def __init__(self, name: str, store_key: str, space: ua_nodes.AddressSpace, host: EngineHost,
-                 link: ControllerService | None = None) -> None:
+                 alarms: NetworkAlarms, link: ControllerService | None = None) -> None:
         self.name, self.store_key, self.space, self.host = name, store_key, space, host
-        self.link = link
+        self.alarms, self.link = alarms, link
         #: The scan the state restored at start came from (None: started afresh).
         self.restored_scan: int | None = None
         #: Scans whose values were never published (publishing took the newer one).
@@ -83,7 +84,6 @@ class ServedNetwork:
         self._latest: Snapshot | None = None
         self._stats = CycleStats()
         self._overruns_alarmed = 0
-        self._last_overrun_alarm = -math.inf
         self._last_history = -math.inf
 
     # ------------------------------------------------------------ public
@@ -120,7 +120,9 @@ class ServedNetwork:
         for event in snapshot.events:
             await self._fire(event, publishing)
         if report.stats.overruns > self._overruns_alarmed:
-            await self._overrun_alarm(report.stats, publishing)
+            self._overruns_alarmed = report.stats.overruns
+            await self.alarms.overrun(report.stats.overruns, report.stats.period_ms)
+        await self.alarms.after_scan(snapshot)
         now = time.monotonic()
         history = None
         if snapshot.events or now - self._last_history >= publishing.history_period_s:
@@ -155,16 +157,3 @@ class ServedNetwork:
         generator.event.Kind = ua.Variant(event.kind.value, ua.VariantType.String)
         generator.event.Severity = event.severity
         await generator.trigger(message=f"{self.space.prefix}Layer{event.layer} {event.kind.value}: {event.message}")
-
-    async def _overrun_alarm(self, stats: CycleStats, publishing: Publishing) -> None:
-        now = time.monotonic()
-        if now - self._last_overrun_alarm < OVERRUN_ALARM_INTERVAL_S:
-            return
-        self._last_overrun_alarm, self._overruns_alarmed = now, stats.overruns
-        generator = publishing.alarms
-        generator.event.SourceNode = self.space.compensator.nodeid
-        generator.event.SourceName = f"{self.space.prefix}Compensator"
-        generator.event.Severity = OVERRUN_SEVERITY
-        await generator.trigger(
-            message=f"scan overrun: a cycle ended after the next deadline ({stats.overruns} overruns so far, "
-                    f"scan period {stats.period_ms:g} ms)")

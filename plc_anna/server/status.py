@@ -17,11 +17,13 @@ from asyncua import Client, Node, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from plc_anna.drift.states import DriftState
+from plc_anna.server.certificates import certificate_application_uri
 from plc_anna.server.model import NAMESPACE_URI
 
 LAYER_VALUES = ("DriftState", "LayerDistance", "DetectorStatistic", "DetectorThreshold", "Gain", "Offset",
-                "SampleCount")
+                "SampleCount", "StateReason", "Coverage")
 DIAGNOSTIC_VALUES = ("ScanPeriod", "LastCycleTime", "P99CycleTime", "MaxCycleTime", "DeadlineLateness", "Overruns")
+LINK_VALUES = ("Protocol", "Endpoint", "Connected", "LastError", "CommitCounter", "Heartbeat")
 
 
 @asynccontextmanager
@@ -29,6 +31,9 @@ async def connect(endpoint: str, user: str | None = None, password: str | None =
                   certificate: str | None = None, private_key: str | None = None,
                   server_certificate: str | None = None, timeout: float = 10) -> AsyncIterator[Client]:
     """A connected client: Basic256Sha256 SignAndEncrypt with a client certificate, else no security.
+
+    Any client certificate will do: the client takes its ApplicationUri from it (the server checks that
+    they match), so the certificate of an HMI or of UaExpert works as well as one made for plc-anna.
 
     Raises
     ------
@@ -39,6 +44,7 @@ async def connect(endpoint: str, user: str | None = None, password: str | None =
     if certificate or private_key:
         if not (certificate and private_key):
             raise ValueError("a secure connection needs both the client certificate and its private key")
+        client.application_uri = certificate_application_uri(certificate) or client.application_uri
         await client.set_security(SecurityPolicyBasic256Sha256, certificate, private_key,
                                   server_certificate=server_certificate, mode=ua.MessageSecurityMode.SignAndEncrypt)
     if user is not None:
@@ -74,7 +80,8 @@ async def read_networks(client: Client) -> list[tuple[str | None, dict[str, Any]
 
 
 async def read_status(client: Client, root: Node | None = None) -> dict[str, Any]:
-    """The network's age and temperature, every layer's state and correction, the scan diagnostics.
+    """The network's age and temperature, every layer's state, why, and correction, the PLC link, the scan
+    diagnostics (NaN where a value is not known yet).
 
     ``root`` is the node holding the network's AnalogNetwork and Compensator objects: Objects (the
     default), or a network's folder in ``Objects/Networks``.
@@ -83,12 +90,14 @@ async def read_status(client: Client, root: Node | None = None) -> dict[str, Any
     root = root if root is not None else client.nodes.objects
     network = await root.get_child(f"{idx}:AnalogNetwork")
     compensator = await root.get_child(f"{idx}:Compensator")
+    link = await root.get_child(f"{idx}:ControllerLink")
     layers_folder = await network.get_child(f"{idx}:Layers")
     layer_objects = sorted(await layers_folder.get_children(), key=lambda n: str(n.nodeid.Identifier))
     nodes = [await network.get_child(f"{idx}:Age"), await network.get_child(f"{idx}:Temperature")]
     for layer in layer_objects:
         nodes += [await layer.get_child(f"{idx}:{name}") for name in LAYER_VALUES]
     nodes += [await compensator.get_child(f"{idx}:{name}") for name in DIAGNOSTIC_VALUES]
+    nodes += [await link.get_child(f"{idx}:{name}") for name in LINK_VALUES]
     values = await client.read_values(nodes)
     age, temperature = values[:2]
     rows, k = [], 2
@@ -101,9 +110,15 @@ async def read_status(client: Client, root: Node | None = None) -> dict[str, Any
                      "distance": _number(named["LayerDistance"]), "statistic": _number(named["DetectorStatistic"]),
                      "threshold": _number(named["DetectorThreshold"]),
                      "gain_min": min(gain) if gain else math.nan, "gain_max": max(gain) if gain else math.nan,
-                     "columns": len(gain), "samples": int(named["SampleCount"] or 0)})
-    diagnostics = {name: _number(v) for name, v in zip(DIAGNOSTIC_VALUES, values[k:])}
-    return {"age_s": _number(age), "temperature_k": _number(temperature), "layers": rows, "diagnostics": diagnostics}
+                     "columns": len(gain), "samples": int(named["SampleCount"] or 0),
+                     "state_reason": named["StateReason"] or "", "coverage": _number(named["Coverage"])})
+    diagnostics = {name: _number(v) for name, v in zip(DIAGNOSTIC_VALUES, values[k:k + len(DIAGNOSTIC_VALUES)])}
+    k += len(DIAGNOSTIC_VALUES)
+    protocol, plc, connected, error, counter, beat = values[k:k + len(LINK_VALUES)]
+    link_status = {"protocol": protocol, "endpoint": plc, "connected": bool(connected), "last_error": error or "",
+                   "commit_counter": int(counter or 0), "heartbeat": int(beat or 0)}
+    return {"age_s": _number(age), "temperature_k": _number(temperature), "layers": rows, "link": link_status,
+            "diagnostics": diagnostics}
 
 
 def _number(value: Any) -> float:

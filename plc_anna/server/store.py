@@ -1,18 +1,21 @@
 """One SQLite file for the server: the compensator's state, restored at start, and a history of values.
 
-Two tables. ``state`` holds the JSON of the newest few saved states of each
+Three tables. ``state`` holds the JSON of the newest few saved states of each
 network (the server's runtime state, :meth:`Runtime.state_dict
 <plc_anna.server.runtime.Runtime.state_dict>`), each with the network's name,
 the scan number and wall time it was saved at; ``history`` holds historized
-values as ``(time_s, name, JSON value)`` rows, pruned to a retention window.
+values as ``(time_s, name, JSON value)`` rows, pruned to a retention window;
+``counters`` holds named integers that must survive any crash (the commit
+counters' reservations, :meth:`StateStore.save_counter`).
 The file is marked as plc-anna's with ``PRAGMA application_id`` and carries
 its schema version in ``PRAGMA user_version``; any other file is refused,
 never overwritten.
 
-Schema 2 added the network's name to ``state``; a store of schema 1 (one
-network, no name) is upgraded when opened, in one transaction: its states
-become those of the unnamed network ``""``, which is the key a single-network
-server keeps its state under, so its state loads as before.
+Schema 2 added ``counters``, schema 3 the network's name to ``state``. An
+older store is upgraded when opened, in one transaction: the states of a
+store of schema 1 or 2 (one network, no name) become those of the unnamed
+network ``""``, which is the key a single-network server keeps its state
+under, so its state loads as before.
 
 Durability: a kill -9 at any moment loses at most the transaction in flight
 and never leaves a corrupt store. The journal is a write-ahead log (WAL): a
@@ -54,12 +57,13 @@ logger = logging.getLogger(__name__)
 #: ``PRAGMA application_id`` of a plc-anna store (ASCII "plca").
 APPLICATION_ID = 0x706C6361
 #: ``PRAGMA user_version`` of the schema this module writes and reads.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: :meth:`StateStore.append_history` applies the retention at most this often, in its ``time_s``.
 RETENTION_INTERVAL_S = 60.0
 
 _MAGIC = b"SQLite format 3\x00"
-_TABLES = ("history", "state")
+_TABLES = ("counters", "history", "state")
+_COUNTERS = "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
 _SCHEMA = (
     "CREATE TABLE state (id INTEGER PRIMARY KEY, scan INTEGER NOT NULL, wall_time_s REAL NOT NULL, "
     "data TEXT NOT NULL, network TEXT NOT NULL DEFAULT '')",
@@ -67,15 +71,20 @@ _SCHEMA = (
     "CREATE TABLE history (time_s REAL NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL)",
     "CREATE INDEX history_by_name ON history (name, time_s)",
     "CREATE INDEX history_by_time ON history (time_s)",
+    _COUNTERS,
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
-#: From schema 1 (one network's states) to 2: the states of schema 1 become those of the network "".
-_UPGRADE_FROM_1 = (
+#: The states of an older store (one network's) become those of the network "".
+_NAMED_STATES = (
     "ALTER TABLE state ADD COLUMN network TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX state_by_network ON state (network, id)",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+#: The tables of the schema versions a store is upgraded from, and the upgrades to this version.
+_OLD_TABLES = {1: ("history", "state"), 2: ("counters", "history", "state")}
+_UPGRADES = {0: _SCHEMA,
+             1: (*_NAMED_STATES, _COUNTERS, f"PRAGMA user_version = {SCHEMA_VERSION}"),
+             2: (*_NAMED_STATES, f"PRAGMA user_version = {SCHEMA_VERSION}")}
 
 
 class SavedState(NamedTuple):
@@ -136,12 +145,12 @@ def _open(path: Path) -> sqlite3.Connection:
         if version != SCHEMA_VERSION:  # create or upgrade the schema in one transaction
             conn.execute("BEGIN IMMEDIATE")
             version = _check_schema(conn, path)  # another process may have done it meanwhile
-            for statement in {0: _SCHEMA, 1: _UPGRADE_FROM_1}.get(version, ()):
+            for statement in _UPGRADES.get(version, ()):
                 conn.execute(statement)
             conn.execute("COMMIT")
-            if version == 1:
-                logger.info("%s: upgraded the store from schema 1 to %d (states keyed by network)",
-                            path, SCHEMA_VERSION)
+            if version in _OLD_TABLES:
+                logger.info("%s: upgraded the store from schema %d to %d (states keyed by network)",
+                            path, version, SCHEMA_VERSION)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise ValueError(f"{path} is not a usable SQLite database: {exc} (left unchanged)") from None
@@ -152,14 +161,16 @@ def _open(path: Path) -> sqlite3.Connection:
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> int:
-    """The schema version of a plc-anna store (this one, or 1 to upgrade), 0 for an empty database; ValueError
-    for anything else."""
+    """The schema version of a plc-anna store (this one, or an older one to upgrade), 0 for an empty database;
+    ValueError for anything else."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-    if app_id == APPLICATION_ID and version not in (1, SCHEMA_VERSION):
+    if app_id == APPLICATION_ID and version in _OLD_TABLES and tables == list(_OLD_TABLES[version]):
+        return version
+    if app_id == APPLICATION_ID and version != SCHEMA_VERSION:
         raise ValueError(f"{path} is a plc-anna store of schema version {version}; this plc-anna reads "
-                         f"versions 1 and {SCHEMA_VERSION} (left unchanged)")
+                         f"versions {', '.join(map(str, _OLD_TABLES))} and {SCHEMA_VERSION} (left unchanged)")
     if app_id == APPLICATION_ID and tables == list(_TABLES):
         return version
     if app_id == 0 and version == 0 and not tables:
@@ -291,6 +302,25 @@ class StateStore:
         if rows:
             logger.warning("%s: none of the %d saved states is readable", self.path, len(rows))
         return None
+
+    def save_counter(self, name: str, value: int) -> None:
+        """Store ``value`` as counter ``name`` durably: on disk (fsync) before this returns.
+
+        For a value that must never go backwards across a crash, such as the
+        end of the block of commit counters a server may hand out.
+        """
+        value = operator.index(value)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a counter name must be a non-empty string, got {name!r}")
+        with self._write("FULL") as conn:
+            conn.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def load_counter(self, name: str) -> int | None:
+        """The counter ``name`` as last saved, or None if it never was."""
+        with self._lock:
+            row = self._connection().execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
 
     def load_state(self, network: str = "") -> dict | None:
         """``network``'s newest readable saved state (see :meth:`load_state_entry`); None if it has none."""

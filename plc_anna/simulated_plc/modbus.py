@@ -4,7 +4,7 @@ Holding registers of unit 1 (function codes 3, 6 and 16; the same registers answ
 Layer ``k`` follows the OpenPLC map of ``ladder_examples/openplc/README.md`` at
 ``2048 + 528 k`` when every layer fits it, else a packed layout from 2048; the
 device tags and the traces follow at ``max(4096, end of the layer blocks)``
-(:func:`~plc_anna.simulated_plc.layout.modbus_register_map`, ``docs/simulated-plc.md``).
+(:func:`~plc_anna.contract.layout.modbus_register_map`, ``docs/simulated-plc.md``).
 REAL is IEEE binary32 in two registers, UDINT and DINT 32 bits in two, LREAL
 binary64 in four; word order ``big`` puts the most significant word first (ABCD),
 ``little`` the least significant; each register travels high byte first.
@@ -24,17 +24,10 @@ import numpy as np
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from plc_anna.simulated_plc.layout import (
-    DEVICE_TAGS,
-    LAYER_TAGS,
-    MODBUS_TYPES,
-    WRITTEN_TAGS,
-    check_port_free,
-    modbus_register_map,
-    tag_length,
-)
-from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
+from plc_anna.contract.layout import DEVICE_TAGS, LAYER_TAGS, MODBUS_TYPES, WRITTEN_TAGS, tag_length
 from plc_anna.contract.tagmap import PLC_TYPES, WORD_ORDERS, TagMap
+from plc_anna.simulated_plc.program import SimulatedPlc
+from plc_anna.simulated_plc.server import SimulatedPlcServer, check_port_free
 
 DEFAULT_ENDPOINT = "modbus://127.0.0.1:5020"
 UNIT_ID = 1
@@ -109,7 +102,7 @@ class SimulatedPlcModbus(SimulatedPlcServer):
         if word_order not in WORD_ORDERS:
             raise ValueError(f"word_order must be one of {', '.join(WORD_ORDERS)}, got {word_order!r}")
         self.endpoint, self.host, self.port, self.word_order = endpoint, parts.hostname, parts.port, word_order
-        self.register_map = modbus_register_map(plc.shapes, plc.trace_length)
+        self.register_map = plc.layout("openplc").registers()
         self._lengths = {(k, name): tag_length(name, n_in, n_out, plc.trace_length) or 1
                          for k, (n_in, n_out) in enumerate(plc.shapes) for name in LAYER_TAGS}
         self._lengths.update({(None, name): 1 for name in DEVICE_TAGS})

@@ -1,6 +1,6 @@
-"""The simulated PLC over OPC UA: a CODESYS-like address space around a :class:`SimulatedPlc`.
+"""The simulated PLC over OPC UA: a CODESYS-, TwinCAT- or S7-1500-like address space around a :class:`SimulatedPlc`.
 
-Tree (``docs/simulated-plc.md``)::
+The default tree, CODESYS's (``docs/simulated-plc.md``)::
 
     Objects/DeviceSet/plc-anna Simulated PLC/Resources/Application/GlobalVars/
         GVL_PlcAnna_L<k>/GainSet, OffsetSet, CommitCounter, Heartbeat, ... (one GVL per layer)
@@ -9,9 +9,12 @@ Tree (``docs/simulated-plc.md``)::
 with string NodeIds in the CODESYS style,
 ``ns=4;s=|var|plc-anna Simulated PLC.Application.GVL_PlcAnna_L0.GainSet``. The
 namespace ``urn:plc-anna:simulated-plc`` is index 4 as on a CODESYS controller
-(after DI and PLCopen). Only GainSet, OffsetSet, CommitCounter and Heartbeat are
-writable; a write of another Variant type or array length is refused with
-``BadTypeMismatch``; NaN is taken and then rejected by the block (Status 3).
+(after DI and PLCopen). ``target="twincat"`` and ``"s7-1500"`` serve those
+families' NodeIds and trees instead (:data:`~plc_anna.contract.layout.OPCUA_STYLES`),
+the ones ``plc-anna plc-code`` generates tag maps for. Only GainSet, OffsetSet,
+CommitCounter and Heartbeat are writable; a write of another Variant type or
+array length is refused with ``BadTypeMismatch``; NaN is taken and then
+rejected by the block (Status 3).
 """
 
 from __future__ import annotations
@@ -30,27 +33,16 @@ from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
-from plc_anna.simulated_plc.layout import (
-    DEVICE_NAME,
-    DEVICE_TAGS,
-    LAYER_TAGS,
-    NAMESPACE_INDEX,
-    NAMESPACE_URI,
-    WRITTEN_TAGS,
-    check_port_free,
-    opcua_nodeid,
-    tag_length,
-)
-from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
+from plc_anna.contract.layout import DEVICE_TAGS, LAYER_TAGS, OPCUA_STYLES, TARGET_STYLES, WRITTEN_TAGS, tag_length
 from plc_anna.contract.tagmap import TagMap
+from plc_anna.simulated_plc.program import SimulatedPlc
+from plc_anna.simulated_plc.server import SimulatedPlcServer, check_port_free
 from plc_anna.server.writes import WriteGuard, WriteRefused
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "opc.tcp://127.0.0.1:4841"
 APPLICATION_URI = "urn:plc-anna:simulated-plc:server"
-#: Registered before ours so that ours is index 4, as the variables namespace of a CODESYS controller.
-LEADING_NAMESPACES = ("http://opcfoundation.org/UA/DI/", "http://PLCopen.org/OpcUa/IEC61131-3/")
 DI_DEVICE_SET = 5001  #: DeviceSet's numeric id in the DI namespace
 VARIANT_TYPES = {"REAL": ua.VariantType.Float, "LREAL": ua.VariantType.Double, "UDINT": ua.VariantType.UInt32,
                  "INT": ua.VariantType.Int16, "BOOL": ua.VariantType.Boolean}
@@ -74,6 +66,9 @@ class SimulatedPlcOpcUa(SimulatedPlcServer):
     run_cycles
         Run the cycle task (``cycle_s`` of the program, absolute deadlines); False for tests that
         call :meth:`step` themselves.
+    target
+        The PLC family whose address space to serve: ``codesys`` (default), ``twincat``, ``s7-1500``
+        or ``plcopen-xml`` (CODESYS's).
 
     Examples
     --------
@@ -94,8 +89,11 @@ class SimulatedPlcOpcUa(SimulatedPlcServer):
 
     def __init__(self, plc: SimulatedPlc, endpoint: str = DEFAULT_ENDPOINT, *, user: str | None = None,
                  password: str | None = None, certificate: str | Path | None = None,
-                 private_key: str | Path | None = None, run_cycles: bool = True) -> None:
+                 private_key: str | Path | None = None, run_cycles: bool = True, target: str = "codesys") -> None:
         super().__init__(plc, run_cycles=run_cycles)
+        if target not in TARGET_STYLES:
+            raise ValueError(f"an OPC UA PLC target is one of {', '.join(TARGET_STYLES)}, got {target!r}")
+        self.target, self.style = target, OPCUA_STYLES[TARGET_STYLES[target]]
         parts = urlsplit(endpoint)
         if parts.scheme != "opc.tcp" or not parts.hostname or parts.port is None:
             raise ValueError(f"endpoint must look like opc.tcp://HOST:PORT, got {endpoint!r}")
@@ -110,10 +108,9 @@ class SimulatedPlcOpcUa(SimulatedPlcServer):
         self._nodes = {(k, name): self.nodeid(k, name) for k in range(plc.n_layers) for name in LAYER_TAGS}
         self._nodes.update({(None, name): self.nodeid(None, name) for name in DEVICE_TAGS})
 
-    @staticmethod
-    def nodeid(layer: int | None, name: str) -> ua.NodeId:
+    def nodeid(self, layer: int | None, name: str) -> ua.NodeId:
         """The NodeId of a tag (``layer=None``: DeviceAge or DeviceTemperature)."""
-        return ua.NodeId.from_string(opcua_nodeid(layer, name))
+        return ua.NodeId.from_string(self.style.nodeid(layer, name))
 
     def tag_map(self, client_certificate: str | Path | None = None,
                 client_private_key: str | Path | None = None) -> TagMap:
@@ -122,7 +119,7 @@ class SimulatedPlcOpcUa(SimulatedPlcServer):
         A server with a certificate needs the client's certificate and key for the map's
         Basic256Sha256 SignAndEncrypt settings; ValueError without them.
         """
-        tag_map = self.plc.tag_map("opcua", self.endpoint, user=self.user)
+        tag_map = self.plc.tag_map("opcua", self.endpoint, target=self.target, user=self.user)
         if self.certificate is None:
             return tag_map
         if client_certificate is None or client_private_key is None:
@@ -140,7 +137,7 @@ class SimulatedPlcOpcUa(SimulatedPlcServer):
         server = Server(user_manager=_Credentials(self.user, self._password, secure_only=secure))
         await server.init()
         server.set_endpoint(self.endpoint)
-        server.set_server_name(DEVICE_NAME)
+        server.set_server_name(self.style.device_name)
         server.allow_remote_admin(False)  # asyncua's built-in "admin" could write the read-only tags
         if secure:
             await server.load_certificate(str(self.certificate))
@@ -151,25 +148,27 @@ class SimulatedPlcOpcUa(SimulatedPlcServer):
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
             await server.set_application_uri(APPLICATION_URI)
         server.set_identity_tokens([ua.UserNameIdentityToken] if self.user else [ua.AnonymousIdentityToken])
-        for uri in LEADING_NAMESPACES:
+        for uri in self.style.leading_namespaces:
             await server.register_namespace(uri)
-        if await server.register_namespace(NAMESPACE_URI) != NAMESPACE_INDEX:
-            raise RuntimeError(f"{NAMESPACE_URI} did not get namespace index {NAMESPACE_INDEX}")
+        if await server.register_namespace(self.style.namespace_uri) != self.style.namespace_index:
+            raise RuntimeError(f"{self.style.namespace_uri} did not get namespace index {self.style.namespace_index}")
         await self._build(server)
         await server.start()
         self.server = server
 
     async def _build(self, server: Server) -> None:
-        idx = NAMESPACE_INDEX
-        device_set = await server.nodes.objects.add_object(ua.NodeId(DI_DEVICE_SET, 2), ua.QualifiedName("DeviceSet", 2))
-        parent, path = device_set, DEVICE_NAME
-        for name in (DEVICE_NAME, "Resources", "Application", "GlobalVars"):
-            path = name if name == DEVICE_NAME else f"{path}.{name}"
+        style, idx = self.style, self.style.namespace_index
+        parent, path = server.nodes.objects, ""
+        for folder in style.folders:
+            name = folder.format(device=style.device_name)
+            if name == "DeviceSet":  # the DI companion specification's DeviceSet, as a CODESYS server has it
+                parent = await parent.add_object(ua.NodeId(DI_DEVICE_SET, 2), ua.QualifiedName("DeviceSet", 2))
+                continue
+            path = f"{path}.{name}" if path else name
             parent = await parent.add_object(ua.NodeId(f"|obj|{path}", idx), ua.QualifiedName(name, idx))
         guard = WriteGuard(server)
         for k, (n_in, n_out) in enumerate(self.plc.shapes):
-            gvl = await parent.add_object(ua.NodeId(f"|obj|{DEVICE_NAME}.Application.GVL_PlcAnna_L{k}", idx),
-                                          ua.QualifiedName(f"GVL_PlcAnna_L{k}", idx))
+            gvl = await self._variable_list(parent, path, style.variable_list(k))
             tags = self.plc.tags(k)
             for name, (plc_type, _) in LAYER_TAGS.items():
                 length = tag_length(name, n_in, n_out, self.plc.trace_length)
@@ -181,11 +180,16 @@ class SimulatedPlcOpcUa(SimulatedPlcServer):
                 if name in WRITTEN_TAGS:
                     await node.set_writable()
                     guard.register(node.nodeid, _check(VARIANT_TYPES[plc_type], length, f"L{k}.{name}"), _taken)
-        gvl = await parent.add_object(ua.NodeId(f"|obj|{DEVICE_NAME}.Application.GVL_Device", idx),
-                                      ua.QualifiedName("GVL_Device", idx))
+        gvl = await self._variable_list(parent, path, style.variable_list(None))
         for name, value in self.plc.device_tags().items():
             await gvl.add_variable(self._nodes[None, name], ua.QualifiedName(name, idx),
                                    ua.Variant(value, ua.VariantType.Double))
+
+    async def _variable_list(self, parent, path: str, name: str):
+        """The object of one GVL or DB below ``parent``."""
+        idx = self.style.namespace_index
+        return await parent.add_object(ua.NodeId(f"|obj|{path}.{name}" if path else f"|obj|{name}", idx),
+                                       ua.QualifiedName(name, idx))
 
     async def _stop(self) -> None:
         if self.server is None:

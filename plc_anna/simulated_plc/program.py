@@ -3,11 +3,12 @@
 :class:`SimulatedPlc` is protocol independent: its tags are numpy arrays and
 integers in the object, and the servers (:mod:`plc_anna.simulated_plc.opcua`,
 :mod:`plc_anna.simulated_plc.modbus`) only copy them in and out around each cycle.
-This module also holds what both servers share: the tag layout of each
-protocol (:func:`opcua_nodeid`, :func:`modbus_register_map`), the tag map a
-client needs (:meth:`SimulatedPlc.tag_map`) and :class:`SimulatedPlcServer`,
-the cycle task on absolute deadlines. ``docs/simulated-plc.md`` describes the
-layouts, the trace ring buffer and the restart semantics.
+The tags live where :class:`~plc_anna.contract.layout.PlcLayout` says, the
+layout generated PLC code uses too (:meth:`SimulatedPlc.layout`,
+:meth:`SimulatedPlc.tag_map`); the cycle task both servers share is
+:class:`~plc_anna.simulated_plc.server.SimulatedPlcServer`.
+``docs/simulated-plc.md`` describes the layouts, the trace ring buffer and the
+restart semantics.
 
 Each cycle draws one process row ``x`` from the network's held-out data and runs
 the chain ``a_0 = x``, ``raw_k = read_layer(k, a_k)``, ``corrected_k = block_k(raw_k)``,
@@ -35,44 +36,17 @@ The trace keeps the last 4 of the 6 samples: 4 rows x 4 outputs.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import math
-from abc import ABC, abstractmethod
 
 import numpy as np
 
-from plc_anna.deadlines import next_deadline
+from plc_anna.contract.counters import UDINT_MODULUS
+from plc_anna.contract.layout import LAYER_TAGS, TARGETS, WRITTEN_TAGS, PlcLayout
+from plc_anna.contract.logic import DEFAULTS, CorrectionBlock, Status
+from plc_anna.contract.tagmap import LinkSettings, TagMap
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.device.crossbar import HORIZON_S
 from plc_anna.device.network import activate, digital_forward
-from plc_anna.contract.counters import UDINT_MODULUS
-from plc_anna.contract.logic import CorrectionBlock, Status
-from plc_anna.simulated_plc.layout import (
-    DEVICE_NAME,
-    DEVICE_TAGS,
-    LAYER_TAGS,
-    MODBUS_TYPES,
-    NAMESPACE_INDEX,
-    NAMESPACE_URI,
-    ROLES,
-    WRITTEN_TAGS,
-    check_port_free,
-    modbus_register_map,
-    opcua_nodeid,
-    tag_length,
-)
-from plc_anna.contract.tagmap import (
-    DeviceTags,
-    LayerTags,
-    LinkSettings,
-    PlcSettings,
-    Tag,
-    TagMap,
-)
-
-logger = logging.getLogger(__name__)
 
 PASSWORD_ENV = "PLC_ANNA_PLC_PASSWORD"  #: the environment variable a tag map names for the PLC password
 
@@ -140,10 +114,12 @@ class SimulatedPlc:
         For parameters out of range or a network without held-out data to draw from.
     """
 
-    def __init__(self, net: AnalogNetwork, *, cycle_s: float = 0.01, trace_length: int = 64, age_rate: float = 0.0,
-                 seed: int = 0, samples_per_cycle: int = 1, gain_min: float = 0.25, gain_max: float = 4.0,
-                 offset_min: float = -1.0e6, offset_max: float = 1.0e6, max_gain_step: float = 0.02, max_offset_step: float = 1.0e6,
-                 heartbeat_timeout_s: float = 0.5) -> None:
+    def __init__(self, net: AnalogNetwork, *, cycle_s: float = DEFAULTS.cycle_s, trace_length: int = 64,
+                 age_rate: float = 0.0, seed: int = 0, samples_per_cycle: int = 1,
+                 gain_min: float = DEFAULTS.gain_min, gain_max: float = DEFAULTS.gain_max,
+                 offset_min: float = DEFAULTS.offset_min, offset_max: float = DEFAULTS.offset_max,
+                 max_gain_step: float = DEFAULTS.max_gain_step, max_offset_step: float = DEFAULTS.max_offset_step,
+                 heartbeat_timeout_s: float = DEFAULTS.heartbeat_timeout_s) -> None:
         if not isinstance(net, AnalogNetwork):
             raise ValueError(f"net must be an analog network (e.g. a SimulatedNetwork), got {type(net).__name__}")
         if net.network.X is None or len(net.network.X) == 0:
@@ -271,138 +247,30 @@ class SimulatedPlc:
         self.cold_restarts += 1
 
     # ---------------------------------------------------------------- the tag map
-    def tag_map(self, protocol: str, endpoint: str, *, word_order: str = "big", user: str | None = None,
-                password_env: str | None = None, link: LinkSettings | None = None) -> TagMap:
+    def layout(self, target: str = "codesys") -> PlcLayout:
+        """Where this PLC's tags are for a PLC family (``openplc``: the Modbus registers)."""
+        return PlcLayout(tuple(self.shapes), self.trace_length, target)
+
+    def tag_map(self, protocol: str, endpoint: str, *, target: str | None = None, word_order: str = "big",
+                user: str | None = None, password_env: str | None = None,
+                link: LinkSettings | None = None) -> TagMap:
         """The tag map a client needs for this PLC over ``protocol`` at ``endpoint``.
 
         Every layer with all required roles, ``applied_gain``, ``applied_offset``,
         ``corrected_outputs`` and the trace; the device tags ``age_s`` and ``temperature_k``.
-        With a ``user``, the password is read from ``password_env`` (default ``PLC_ANNA_PLC_PASSWORD``).
+        ``target`` is the address style of an OPC UA PLC (``codesys``, ``twincat``, ``s7-1500``;
+        default ``codesys``); Modbus is OpenPLC's. With a ``user``, the password is read from
+        ``password_env`` (default ``PLC_ANNA_PLC_PASSWORD``).
         """
         if protocol not in ("opcua", "modbus"):
             raise ValueError(f"protocol must be 'opcua' or 'modbus', got {protocol!r}")
-        registers = modbus_register_map(self.shapes, self.trace_length) if protocol == "modbus" else {}
-
-        def tag(layer: int | None, name: str, plc_type: str, length: int | None, role: str) -> Tag:
-            address = registers[layer, name] if registers else opcua_nodeid(layer, name)
-            return Tag(role=role, address=address, plc_type=plc_type, length=length)
-
-        layers = []
-        for k, (n_in, n_out) in enumerate(self.shapes):
-            roles = {ROLES[name]: tag(k, name, MODBUS_TYPES[name] if registers else plc_type,
-                                      tag_length(name, n_in, n_out, self.trace_length), ROLES[name])
-                     for name, (plc_type, _) in LAYER_TAGS.items()}
-            layers.append(LayerTags(index=k, trace_length=self.trace_length, **roles))
-        device = DeviceTags(**{role: tag(None, name, "LREAL", None, role) for name, role in DEVICE_TAGS.items()},
-                            temperature=float(self.net.temperature_k))
-        plc = PlcSettings(protocol=protocol, endpoint=endpoint, user=user,
-                          password_env=(password_env or PASSWORD_ENV) if user else None,
-                          unit_id=1, word_order=word_order)
-        return TagMap(plc=plc, layers=tuple(layers), link=link or LinkSettings(), device=device,
-                      network=self.net.network.name, source=f"simulated PLC at {endpoint}")
+        target = "openplc" if protocol == "modbus" else (target or "codesys")
+        if TARGETS.get(target) != protocol:
+            raise ValueError(f"target {target!r} is not reached over {protocol}")
+        return self.layout(target).tag_map(
+            endpoint, network=self.net.network.name, word_order=word_order, user=user,
+            password_env=password_env or PASSWORD_ENV, link=link, temperature=float(self.net.temperature_k),
+            source=f"simulated PLC at {endpoint}")
 
 
-class SimulatedPlcServer(ABC):
-    """What both protocol servers share: the lifecycle and the cycle task on absolute deadlines.
-
-    A subclass fills :meth:`_start`, :meth:`_stop`, :meth:`_copy_in` (written tags from the
-    protocol's memory into the program) and :meth:`_publish` (the program's tags out; with
-    ``written=True`` the written tags too). The cycle runs in the server's event loop and does not
-    yield between copy-in and publish, so a client request is never split by a cycle.
-    """
-
-    def __init__(self, plc: SimulatedPlc, *, run_cycles: bool = True) -> None:
-        if not isinstance(plc, SimulatedPlc):
-            raise ValueError(f"plc must be a SimulatedPlc, got {type(plc).__name__}")
-        self.plc = plc
-        self.run_cycles = run_cycles
-        self.overruns = 0  #: deadlines skipped because a cycle ended late
-        self.failures = 0  #: cycles that raised (logged; the next runs as scheduled)
-        self._task: asyncio.Task | None = None
-        self._restarts_seen = plc.cold_restarts
-        self._running = False
-
-    async def __aenter__(self):
-        await self._start()
-        try:
-            await self._publish(written=True)
-        except BaseException:
-            await self._stop()
-            raise
-        self._running = True
-        if self.run_cycles:
-            self._task = asyncio.create_task(self._run(), name=f"{type(self).__name__} cycle")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self._running = False
-        await self._stop()
-
-    async def step(self) -> None:
-        """Exactly one PLC cycle: copy the written tags in, run the program, publish its tags.
-
-        For a server made with ``run_cycles=False``: a test steps the PLC cycle by cycle.
-        """
-        if self.plc.cold_restarts != self._restarts_seen:
-            # The PLC's memory was reset: the protocol's copy of the written tags must follow.
-            self._restarts_seen = self.plc.cold_restarts
-            await self._publish(written=True)
-        self._copy_in()
-        self.plc.cycle()
-        await self._publish(written=False)
-
-    async def restart(self, down_s: float) -> None:
-        """A communication restart: stop listening (clients are dropped), wait ``down_s``, listen again.
-
-        The program, its tags and the cycle task run on, so the heartbeat watchdog sees the stall.
-        """
-        if not (math.isfinite(down_s) and down_s >= 0):
-            raise ValueError(f"down_s must be a finite number of seconds >= 0, got {down_s!r}")
-        if not self._running:
-            raise RuntimeError("restart() needs a running server: use it inside 'async with'")
-        await self._stop_listening()
-        await asyncio.sleep(down_s)
-        await self._start_listening()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        period = self.plc.cycle_s
-        deadline = loop.time()
-        while True:
-            try:
-                await self.step()
-            except Exception:  # a PLC keeps cycling; the log says what broke
-                self.failures += 1
-                if self.failures == 1 or self.failures % 1000 == 0:  # not 100 tracebacks a second
-                    logger.exception("simulated PLC cycle failed (%d failures so far)", self.failures)
-            deadline, missed = next_deadline(deadline, loop.time(), period)
-            self.overruns += missed
-            await asyncio.sleep(deadline - loop.time())
-
-    @abstractmethod
-    async def _start(self) -> None: ...
-
-    @abstractmethod
-    async def _stop(self) -> None: ...
-
-    @abstractmethod
-    async def _start_listening(self) -> None: ...
-
-    @abstractmethod
-    async def _stop_listening(self) -> None: ...
-
-    @abstractmethod
-    def _copy_in(self) -> None: ...
-
-    @abstractmethod
-    async def _publish(self, written: bool) -> None: ...
-
-
-__all__ = ["DEVICE_NAME", "DEVICE_TAGS", "LAYER_TAGS", "MODBUS_TYPES", "NAMESPACE_INDEX", "NAMESPACE_URI",
-           "WRITTEN_TAGS", "SimulatedPlc", "SimulatedPlcServer", "check_port_free", "modbus_register_map",
-           "opcua_nodeid", "tag_length"]
+__all__ = ["PASSWORD_ENV", "SimulatedPlc"]

@@ -20,7 +20,8 @@ import pytest
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.network import Network
 from plc_anna.device.simulated import SimulatedNetwork
-from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
+from plc_anna.simulated_plc.program import SimulatedPlc
+from plc_anna.simulated_plc.server import SimulatedPlcServer
 from plc_anna.testing import free_port
 
 #: Small enough for a test to calibrate in about a second, large enough for the 32-input layers' fit.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -63,14 +64,43 @@ def test_run_commissions_end_to_end(protocol, request, runner, tmp_path):
         assert saved.load_state_entry().scan == doc["steps"]["calibrate"]["scans"]
 
 
-def test_dry_run_writes_nothing(modbus, runner, tmp_path):
+def test_dry_run_writes_no_set_and_its_calibration_is_what_the_run_commits(modbus, runner, tmp_path):
     tag_map = write_map(modbus, tmp_path / "plc.toml")
     before = accepted(modbus)
-    result = runner.invoke(commission, ["run", str(tag_map), "--dry-run", *FAST])
+    result = runner.invoke(commission, ["run", str(tag_map), "--dry-run", *FAST, "--json", str(tmp_path / "dry.json")])
     assert result.exit_code == 0, result.output
-    assert "first commit (dry run)" in result.stdout and "dry run: nothing saved, no set written" in result.stdout
+    assert "first commit (dry run)" in result.stdout and "dry run: no baseline saved, no set written" in result.stdout
     assert accepted(modbus) == before
-    assert list(tmp_path.iterdir()) == [tag_map]
+    kept = tmp_path / "plc.calibration.sqlite"
+    assert sorted(tmp_path.iterdir()) == sorted([tag_map, tmp_path / "dry.json", kept])   # no baseline, no store
+    dry = json.loads((tmp_path / "dry.json").read_text())["steps"]
+    assert dry["calibrate"]["kept"] == str(kept) and dry["calibrate"]["reused"] is None
+
+    store = tmp_path / "state.sqlite"
+    result = runner.invoke(commission, ["run", str(tag_map), "--store", str(store), *FAST, "--yes", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    steps = json.loads(result.stdout)["steps"]
+    assert steps["calibrate"]["reused"] == str(kept)                # no second calibration
+    assert steps["calibrate"]["scans"] == dry["calibrate"]["scans"] and steps["baseline"]["scan"] == dry["calibrate"]["scans"]
+    assert [layer["gain"] for layer in steps["plan"]["layers"]] == [layer["gain"] for layer in dry["plan"]["layers"]]
+    assert accepted(modbus) == [count + 1 for count in before]
+
+    result = runner.invoke(commission, ["run", str(tag_map), "--store", str(store), *FAST, "--yes", "--recalibrate",
+                                        "--force", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"]["calibrate"]["reused"] is None
+
+
+def test_a_kept_calibration_of_another_tag_map_is_not_reused(modbus, runner, tmp_path):
+    tag_map = write_map(modbus, tmp_path / "plc.toml")
+    assert runner.invoke(commission, ["run", str(tag_map), "--dry-run", *FAST]).exit_code == 0
+    tag_map.write_text(tag_map.read_text().replace("min_commit_interval_s = 0.1", "min_commit_interval_s = 0.2"))
+    result = runner.invoke(commission, ["run", str(tag_map), "--dry-run", *FAST])   # a dry run never reuses
+    assert result.exit_code == 0 and "reusing" not in result.stdout
+    tag_map.write_text(tag_map.read_text().replace("min_commit_interval_s = 0.2", "min_commit_interval_s = 0.3"))
+    result = runner.invoke(commission, ["run", str(tag_map), "--store", str(tmp_path / "s.sqlite"), *FAST, "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "is not reused: the tag map changed since" in result.stdout and "calibrated:" in result.stdout
 
 
 def test_a_declined_commit_writes_no_set(modbus, runner, tmp_path):
@@ -101,6 +131,8 @@ def test_a_drafted_map_validates(opcua, runner, tmp_path):
     result = runner.invoke(commission, ["draft", opcua.endpoint, "--net", "thermocouple", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert load_tag_map(out).network == "thermocouple"
+    plc_keys = tomllib.loads(out.read_text())["plc"]
+    assert "word_order" not in plc_keys and "unit_id" not in plc_keys       # no Modbus keys in an OPC UA map
     result = runner.invoke(commission, ["validate", str(out), "--json", "-"])
     assert result.exit_code == 0, result.output
     checks = json.loads(result.stdout)["checks"]

@@ -75,6 +75,20 @@ def test_draft_equals_the_simulated_plcs_own_map(opcua):
         assert (got.address, got.plc_type, got.length) == (want.address, want.plc_type, want.length)
 
 
+@pytest.mark.parametrize("target", ["twincat", "s7-1500"])
+def test_draft_finds_the_layers_of_other_plc_families(target):
+    """TwinCAT's GVLs and S7's data blocks are drafted as CODESYS's GVLs are: the map equals the generated one."""
+    from plc_anna.device.network import load_network
+    from plc_anna.plccode import generate
+
+    with running_plc("opcua", target=target) as sim:
+        draft = asyncio.run(draft_tag_map(settings_for_url(sim.endpoint), "thermocouple"))
+        generated = generate(load_network("thermocouple"), target, endpoint=sim.endpoint).tag_map
+    for got, want in zip(draft.layers, generated.layers, strict=True):
+        assert by_role(got) == by_role(want)
+    assert draft.device.age_s.address == generated.device.age_s.address
+
+
 def test_draft_names_a_layer_without_a_group_and_refuses_modbus(opcua, modbus):
     with pytest.raises(ValueError, match=r"layer 0 \(64 inputs -> 32 outputs\); layer 1 \(32 inputs -> 10 outputs\) "
                                          r"of 'digits'.*GVL_PlcAnna_L0 \(5 -> 32\)"):

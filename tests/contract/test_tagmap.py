@@ -176,3 +176,13 @@ def test_the_documented_example_is_a_valid_map():
     example = re.search(r"```toml\n(.*?)```", doc, flags=re.S).group(1)
     tags = parse(example)
     assert tags.plc.security_mode == "SignAndEncrypt" and tags.layer(2).n_out == 4
+
+
+def test_a_written_map_holds_no_keys_of_the_other_protocol():
+    """An OPC UA map says nothing of Modbus word order or unit; a Modbus map nothing of security or logins."""
+    for text, foreign in ((OPCUA, ("unit_id", "word_order")),
+                          (MODBUS, ("user", "password_env", "security_policy", "security_mode", "certificate",
+                                    "private_key", "server_certificate"))):
+        written = tomllib.loads(tag_map_to_toml(parse(text)))["plc"]
+        assert not set(written) & set(foreign), sorted(set(written) & set(foreign))
+        assert {"protocol", "endpoint", "timeout_s"} <= set(written)

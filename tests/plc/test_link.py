@@ -279,3 +279,39 @@ def test_run_stops_when_stop_is_set_during_a_long_set_write():
             await asyncio.wait_for(running, 5.0)
             assert link.late_cycles >= 2 and not link.connected
     asyncio.run(main())
+
+
+def test_a_set_in_flight_when_the_link_restarts_keeps_its_counter_to_itself():
+    """The link dies (kill -9) after writing set 2, before the PLC took it; the link that starts next
+    must not write another set as 2: the PLC takes set 2 once, and a second 2 would look unchanged to it
+    and be ignored, while the read-back says it arrived."""
+    async def main():
+        async with plc_and_link("modbus", run_cycles=False) as (plc, served, first, _):
+            first.set_target(LAST, np.full(4, 1.1), np.zeros(4))
+            for _ in range(4):                   # set 1 written, taken by the PLC, read back
+                await first.cycle()
+                await served.step()
+            assert first.last_good(LAST)[2] == 1 == plc.tags(LAST)["AcceptedCommit"]
+            first.set_target(LAST, np.full(4, 1.2), np.zeros(4))
+            await first.cycle()                  # set 2 written; the PLC has not cycled since
+            assert plc.tags(LAST)["AcceptedCommit"] == 1
+            await first.close()                  # the link is gone with set 2 in flight
+            events = []
+            second = PlcLink(plc.tag_map("modbus", served.endpoint, link=FAST), on_event=events.append)
+            try:
+                await second.transport.connect()
+                await second._sync()             # the new link reads what the PLC holds ...
+                await served.step()              # ... and the PLC takes set 2 meanwhile
+                assert plc.tags(LAST)["AcceptedCommit"] == 2
+                second.set_target(LAST, np.full(4, 1.3), np.zeros(4))
+                for _ in range(30):              # long enough for the PLC's ramp to arrive
+                    await second.cycle()
+                    await served.step()
+                tags = plc.tags(LAST)
+                assert tags["AcceptedCommit"] == second.last_good(LAST)[2] >= 3
+                np.testing.assert_array_equal(tags["GainSet"], np.full(4, 1.3, np.float32))
+                np.testing.assert_allclose(tags["AppliedGain"], 1.3, rtol=1e-6)  # what the link believes
+                assert "set_lost" not in kinds(events)
+            finally:
+                await second.close()
+    asyncio.run(main())

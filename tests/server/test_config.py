@@ -21,6 +21,7 @@ from plc_anna.server.config import (
     key_table_markdown,
     load_server_config,
 )
+from plc_anna.sparkplug.config import SPARKPLUG_KEY_DOCS
 from plc_anna.server.passwords import (
     hash_password,
     parse_password_hash,
@@ -254,7 +255,8 @@ def test_an_empty_password_cannot_be_hashed():
 def test_every_key_is_documented():
     fields = ({f.name for f in dataclasses.fields(ServerConfig)} - {"source"} | {"networks[].name"}
               | {f"security.{f.name}" for f in dataclasses.fields(SecurityConfig)}
-              | {f"security.users[].{f.name}" for f in dataclasses.fields(UserEntry)})
+              | {f"security.users[].{f.name}" for f in dataclasses.fields(UserEntry)}
+              | {f"sparkplug.{name}" for name in SPARKPLUG_KEY_DOCS})
     assert set(KEY_DOCS) == fields
     for name, meta in KEY_DOCS.items():
         assert meta["doc"].strip() and meta["default"].strip() and meta["allowed"].strip(), name

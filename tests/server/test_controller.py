@@ -10,6 +10,7 @@ from asyncua import ua
 
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.simulated import SimulatedNetwork
+from plc_anna.server.status import read_status
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.contract.tagmap import tag_map_to_toml
@@ -47,6 +48,8 @@ def test_a_plc_observed_network_is_compensated_and_the_link_is_shown(tmp_path):
                     assert await link["Endpoint"].read_value() == endpoint
                     assert await wait_for(lambda: link["Connected"].read_value())
                     assert await link["LastError"].read_value() == ""
+                    shown = (await read_status(client))["link"]        # what `plc-anna status` shows
+                    assert (shown["protocol"], shown["endpoint"], shown["connected"]) == ("opcua", endpoint, True)
                     samples = client.get_node(r.nodeid("AnalogNetwork.Layers.Layer2.SampleCount"))
                     assert await wait_for(lambda: _positive(samples))      # the PLC's samples reach the compensator
                     age = await client.get_node(r.nodeid("AnalogNetwork.Age")).read_value()
@@ -72,6 +75,10 @@ def test_a_plc_observed_network_is_compensated_and_the_link_is_shown(tmp_path):
                     assert any("PLC link link_restored" in text for text in messages), messages
                     sources = {event.SourceName for event in recorder if "PLC link" in str(event.Message.Text)}
                     assert sources == {"ControllerLink"}
+                    # the LinkLost alarm went active with the loss and inactive with the return, unacknowledged
+                    alarm = next(iter(r.server.networks.values())).alarms.link_lost
+                    assert not alarm.active and not alarm.acked and alarm.retain
+                    assert "PLC link restored" in alarm.message
                     await subscription.delete()
     asyncio.run(asyncio.wait_for(scenario(), timeout=150))
 
@@ -87,6 +94,9 @@ def test_an_unreachable_plc_is_shown_on_the_controller_link_and_the_server_runs_
                 error = client.get_node(r.nodeid("ControllerLink.LastError"))
                 assert await wait_for(lambda: _contains(error, "connection refused"))
                 assert await client.get_node(r.nodeid("ControllerLink.Connected")).read_value() is False
+                lost = client.get_node(r.nodeid("ControllerLink.LinkLostAlarm.ActiveState.Id"))
+                assert await wait_for(lambda: _true(lost))
+                assert "connection refused" in next(iter(r.server.networks.values())).alarms.link_lost.message
                 samples = client.get_node(r.nodeid("AnalogNetwork.Layers.Layer1.SampleCount"))
                 seen = await samples.read_value()
                 # The scan goes on (the simulated network here); only the write-back waits for the PLC.

@@ -31,10 +31,10 @@ from plc_anna.server.model import (
 BUILDER = Path(__file__).resolve().parents[2] / "opcua_models" / "build_model.py"
 UNECE = "http://www.opcfoundation.org/UA/units/un/cefact"
 
-P, V, A, U = "PropertyType", "BaseDataVariableType", "AnalogItemType", "AnalogUnitType"
+P, V, A, M = "PropertyType", "BaseDataVariableType", "AnalogItemType", "MultiStateValueDiscreteType"
 MAND, OPT = "Mandatory", "Optional"
 METHOD, OPT_METHOD = ("Method", None, None, MAND), ("Method", None, None, OPT)
-MS = (U, "Double", -1, MAND)
+MS = (A, "Double", -1, MAND)
 #: type -> member -> (type definition, data type, value rank, modelling rule)
 EXPECTED = {
     "AnalogNetworkType": {
@@ -46,11 +46,12 @@ EXPECTED = {
     "LayerType": {
         "Index": (P, "UInt32", -1, MAND), "Inputs": (P, "UInt32", -1, MAND), "Columns": (P, "UInt32", -1, MAND),
         "Sink": (P, "String", -1, MAND), "Gain": (A, "Double", 1, MAND), "Offset": (A, "Double", 1, MAND),
-        "ColumnDistance": (V, "Double", 1, MAND), "LayerDistance": (V, "Double", -1, MAND),
-        "DetectorStatistic": (V, "Double", -1, MAND), "DetectorThreshold": (V, "Double", -1, MAND),
-        "DriftState": (V, "DriftStateEnumeration", -1, MAND), "TransportCost": (V, "Double", 1, MAND),
-        "SampleCount": (V, "UInt64", -1, MAND), "GainTrendPerDecade": (V, "Double", 1, MAND),
-        "RemainingLife": (U, "Double", -1, OPT)},
+        "ColumnDistance": (A, "Double", 1, MAND), "LayerDistance": (A, "Double", -1, MAND),
+        "DetectorStatistic": (A, "Double", -1, MAND), "DetectorThreshold": (A, "Double", -1, MAND),
+        "DriftState": (M, "Int32", -1, MAND), "TransportCost": (A, "Double", 1, MAND),
+        "SampleCount": (V, "UInt64", -1, MAND), "GainTrendPerDecade": (A, "Double", 1, MAND),
+        "RemainingLife": (A, "Double", -1, OPT), "StateReason": (V, "String", -1, MAND),
+        "Coverage": (A, "Double", -1, MAND)},
     "CompensatorType": {
         "Calibrate": METHOD, "Commit": METHOD, "Rollback": METHOD, "ResetReference": METHOD,
         "SetAge": OPT_METHOD, "SetTemperature": OPT_METHOD, "InjectFault": OPT_METHOD,
@@ -80,9 +81,19 @@ ANALOG = {("AnalogNetworkType", "Age"): ((0.0, 3.2e10), (unit_id("SEC"), "s")),
           ("AnalogNetworkType", "Temperature"): ((1.0, 1000.0), (unit_id("KEL"), "K")),
           ("LayerType", "Gain"): ((0.25, 4.0), (unit_id("C62"), "1")),
           ("LayerType", "Offset"): ((-1e6, 1e6), (-1, "(output unit)")),
-          ("LayerType", "RemainingLife"): (None, (unit_id("SEC"), "s")),
-          **{("CompensatorType", name): (None, (unit_id("C26"), "ms")) for name in
-             ("ScanPeriod", "LastCycleTime", "P99CycleTime", "MaxCycleTime", "DeadlineLateness")}}
+          ("LayerType", "ColumnDistance"): ((0.0, 10.0), (unit_id("C62"), "1")),
+          ("LayerType", "LayerDistance"): ((0.0, 10.0), (unit_id("C62"), "1")),
+          ("LayerType", "DetectorStatistic"): ((0.0, 20.0), (unit_id("C62"), "1")),
+          ("LayerType", "DetectorThreshold"): ((0.0, 20.0), (unit_id("C62"), "1")),
+          ("LayerType", "TransportCost"): ((0.0, 1e6), (-1, "(output unit)²")),
+          ("LayerType", "GainTrendPerDecade"): ((-1.0, 1.0), (unit_id("C62"), "1")),
+          ("LayerType", "RemainingLife"): ((0.0, 3.2e10), (unit_id("SEC"), "s")),
+          ("LayerType", "Coverage"): ((0.0, 1.0), (unit_id("C62"), "1")),
+          ("CompensatorType", "ScanPeriod"): ((5.0, 10000.0), (unit_id("C26"), "ms")),
+          **{("CompensatorType", name): ((0.0, 10000.0), (unit_id("C26"), "ms")) for name in
+             ("LastCycleTime", "P99CycleTime", "MaxCycleTime", "DeadlineLateness")}}
+#: Every drift state as the DriftState variable's EnumValues name it.
+STATE_NAMES = ["Calibrating", "Nominal", "Suspect", "Drifting", "Compensating", "Fault"]
 
 
 def load_builder():
@@ -129,11 +140,14 @@ async def describe(server: Server) -> dict:
         for child in await node.get_children(refs=ua.ObjectIds.Aggregates):
             member = (await child.read_browse_name()).Name
             members[member] = await _describe_member(server, child)
-            if members[member][0] in (A, U):
-                eurange = await _value(child, "EURange") if members[member][0] == A else None
+            if members[member][0] == A:
+                eurange = await _value(child, "EURange")
                 unit = await _value(child, "EngineeringUnits")
                 out["analog"][name, member] = ((eurange.Low, eurange.High) if eurange else None,
                                                (unit.NamespaceUri, unit.UnitId, unit.DisplayName.Text))
+            if members[member][0] == M:
+                out["enum_values"] = [(v.Value, v.DisplayName.Text) for v in await _value(child, "EnumValues")]
+                out["value_as_text"] = (await _value(child, "ValueAsText")).Text
             if members[member][0] == "Method" and await child.get_children():
                 out["arguments"][member] = [(arg.Name, await _name(server, arg.DataType), arg.ValueRank)
                                             for arg in await _value(child, "InputArguments")]
@@ -201,6 +215,9 @@ def test_engineering_units_and_ranges_survive_import(loaded):
 
 def test_enumeration_matches_drift_state_member_by_member(loaded):
     description, _ = loaded
+    assert description["enum_values"] == list(enumerate(STATE_NAMES))
+    assert description["value_as_text"] == "Calibrating"
+    assert [state.name.capitalize() for state in DriftState] == STATE_NAMES
     assert len(description["enum_fields"]) == len(DriftState)
     for (name, value), text, state in zip(description["enum_fields"], description["enum_strings"], DriftState,
                                           strict=True):
@@ -265,3 +282,40 @@ def test_an_installed_copy_is_found_when_there_is_no_checkout(monkeypatch, tmp_p
     monkeypatch.setattr(model, "INSTALLED_MODEL_PATH", tmp_path / "missing.xml")
     with pytest.raises(ValueError, match="reinstall plc-anna"):
         model.resolve_model_path()
+
+
+def _xml_nodes(path: Path) -> dict[str, dict]:
+    """NodeId (``i=N`` in the model's namespace) -> browse name, parent and whether the file gives a value."""
+    ns = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
+    nodes = {}
+    for el in ET.parse(path).getroot():
+        if el.get("NodeId"):
+            parent = el.get("ParentNodeId")
+            nodes[el.get("NodeId").split(";")[-1]] = {
+                "name": el.get("BrowseName").split(":")[-1], "parent": parent.split(";")[-1] if parent else None,
+                "valued": el.find(f"{ns}Value") is not None}
+    return nodes
+
+
+def test_an_independent_implementation_loads_every_value(node_opcua):
+    """node-opcua loads the file with every structured value, and reads the ranges and units we specify."""
+    loaded = node_opcua.run("load_model.js", MODEL_PATH, NAMESPACE_URI)["values"]
+    nodes = _xml_nodes(MODEL_PATH)
+    valued = sorted(nid for nid, node in nodes.items() if node["valued"])
+    assert len(valued) >= 18
+    assert [nid for nid in valued if loaded[nid]["value"] is None] == []
+    analog = {}
+    for nid, node in nodes.items():
+        if node["name"] in ("EURange", "EngineeringUnits"):
+            member = nodes[node["parent"]]
+            analog.setdefault((nodes[member["parent"]]["name"], member["name"]), {})[node["name"]] = loaded[nid]
+    seen = {}
+    for key, props in analog.items():
+        eurange, unit = props.get("EURange"), props["EngineeringUnits"]
+        assert unit["dataType"] == "EUInformation" and unit["value"]["namespaceUri"] == UNECE
+        seen[key] = ((eurange["value"]["low"], eurange["value"]["high"]) if eurange else None,
+                     (unit["value"]["unitId"], unit["value"]["displayName"]["text"]))
+    assert seen == ANALOG
+    arguments = {nodes[node["parent"]]["name"]: [(arg["name"], arg["valueRank"]) for arg in loaded[nid]["value"]]
+                 for nid, node in nodes.items() if node["name"] == "InputArguments"}
+    assert arguments == {method: [(name, rank) for name, _, rank in args] for method, args in ARGUMENTS.items()}

@@ -128,6 +128,48 @@ def test_commit_counter_ignores_hidden_layers_and_wraps(two_layer_net):
     assert rt.step().commit_counter == 2
 
 
+def test_commit_counters_are_reserved_before_use_and_resume_after_the_reservation(two_layer_net, monkeypatch):
+    """A crash at any moment: the restarted runtime's first counter is above every counter handed out."""
+    import plc_anna.server.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "COUNTER_BLOCK", 5)
+    persisted = []  # the durable store: what a restart sees
+
+    def reserve(mark):
+        assert not persisted or mark != persisted[-1]
+        persisted.append(mark)
+
+    rt = make_runtime(two_layer_net, reserve_counters=reserve)
+    rt.resume_counters(None)  # a new store: nothing reserved, no state
+    assert rt.snapshot().commit_counter == 0 and persisted == []  # the first set published is no change
+    handed = []
+    for k in range(12):
+        rt.set_correction(1, np.full(3, 1.01 + k / 100), np.zeros(3))
+        handed.append(rt.snapshot().commit_counter)
+        assert handed[-1] <= persisted[-1]  # reserved before it was handed out
+    assert handed == list(range(1, 13)) and persisted == [6, 11, 16]  # one durable write per 5 counters
+    # the process dies here; the new one restores an older state, then the reservation
+    saved = rt.state_dict() | {"commit_counter": 4}
+    again = make_runtime(two_layer_net, reserve_counters=reserve)
+    again.load_state_dict(saved)
+    again.resume_counters(persisted[-1])
+    again.snapshot()
+    again.set_correction(1, np.full(3, 0.9), np.zeros(3))
+    assert again.snapshot().commit_counter == 17 > max(handed)
+    assert persisted[-1] == 22
+    # a state saved before counters were reserved: resume far past its counter
+    old = make_runtime(two_layer_net)
+    old.load_state_dict(saved)
+    old.resume_counters(None)
+    assert old.commit_counter == 4 + runtime_module.UNRESERVED_SKIP
+    # the reservation wraps as the PLC's UDINT does (and still skips 0)
+    rt.resume_counters(COUNTER_MODULUS - 2)
+    for expected in (COUNTER_MODULUS - 1, 1):
+        rt.set_correction(1, np.full(3, 1.5 + expected % 7 / 100), np.zeros(3))
+        assert rt.snapshot().commit_counter == expected
+    assert persisted[-1] == 4  # (2**32 - 1) + 5, modulo 2**32: the block is 2**32 - 1, 1, 2, 3, 4 (0 skipped)
+
+
 # ------------------------------------------------------------- persistence
 def test_state_survives_a_json_round_trip_into_a_fresh_runtime(linear_net):
     rt, _ = calibrated_with_fault(linear_net)

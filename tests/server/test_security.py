@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import re
 import shutil
 import socket
@@ -25,8 +26,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from plc_anna.server.certificates import (
     CERT_FILE,
     KEY_FILE,
-    SERVER_APPLICATION_URI,
+    OWN_DIR,
     TrustList,
+    certificate_application_uri,
     ensure_server_certificate,
 )
 from plc_anna.server.config import (
@@ -43,9 +45,11 @@ from plc_anna.server.security import (
     UserDirectory,
     configure_server_security,
     identity_tokens,
+    is_loopback,
     may,
     role_of,
     security_policies,
+    loopback_rig_access,
 )
 
 CLIENT_URI = "urn:plc-anna:test-client"
@@ -99,23 +103,25 @@ def server_pair(tmp_path_factory) -> Path:
 
 
 def copy_pair(source: Path, target: Path) -> tuple[Path, Path]:
-    target.mkdir()
+    """Copy the pair into ``target/own``, where the server keeps it."""
+    (target / OWN_DIR).mkdir(parents=True)
     for name in (CERT_FILE, KEY_FILE):
-        shutil.copy2(source / name, target / name)
-    return target / CERT_FILE, target / KEY_FILE
+        shutil.copy2(source / OWN_DIR / name, target / OWN_DIR / name)
+    return target / OWN_DIR / CERT_FILE, target / OWN_DIR / KEY_FILE
 
 
 # ---------------------------------------------------------------- server certificate
 
 def test_the_server_certificate_is_generated_once_then_reused(tmp_path, caplog):
     config_dir = tmp_path / "new" / "dir"
-    cert_path, key_path = ensure_server_certificate(config_dir)
-    assert (cert_path, key_path) == (config_dir / CERT_FILE, config_dir / KEY_FILE)
+    cert_path, key_path = ensure_server_certificate(config_dir, application_uri="urn:line3:plc-anna:4840")
+    assert (cert_path, key_path) == (config_dir / OWN_DIR / CERT_FILE, config_dir / OWN_DIR / KEY_FILE)
     cert = x509.load_der_x509_certificate(cert_path.read_bytes())
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     assert key.key_size == 2048 and cert.public_key() == key.public_key()
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [SERVER_APPLICATION_URI]
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:line3:plc-anna:4840"]
+    assert certificate_application_uri(cert_path) == "urn:line3:plc-anna:4840"
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert datetime.timedelta(days=3600) < lifetime < datetime.timedelta(days=3700)
@@ -139,22 +145,39 @@ def test_a_host_name_goes_into_the_certificate_as_dns_name(tmp_path):
 @pytest.mark.parametrize("damaged", [KEY_FILE, CERT_FILE])
 def test_a_corrupt_file_is_refused_and_left_alone(tmp_path, server_pair, damaged):
     copy_pair(server_pair, tmp_path / "cfg")
-    path = tmp_path / "cfg" / damaged
+    path = tmp_path / "cfg" / OWN_DIR / damaged
     path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot base64 at all\n")
-    before = {p: p.read_bytes() for p in (tmp_path / "cfg").iterdir()}
+    before = {p: p.read_bytes() for p in (tmp_path / "cfg" / OWN_DIR).iterdir()}
     with pytest.raises(ValueError) as info:
         ensure_server_certificate(tmp_path / "cfg")
     assert str(path) in str(info.value)
-    assert {p: p.read_bytes() for p in (tmp_path / "cfg").iterdir()} == before
+    assert {p: p.read_bytes() for p in (tmp_path / "cfg" / OWN_DIR).iterdir()} == before
 
 
+@pytest.mark.parametrize("legacy", [False, True])
 @pytest.mark.parametrize("missing", [KEY_FILE, CERT_FILE])
-def test_half_a_pair_is_refused_not_regenerated(tmp_path, server_pair, missing):
+def test_half_a_pair_is_refused_not_regenerated(tmp_path, server_pair, missing, legacy):
     copy_pair(server_pair, tmp_path / "cfg")
-    (tmp_path / "cfg" / missing).unlink()
+    where = tmp_path / "cfg" / OWN_DIR
+    if legacy:  # where an earlier version kept the pair: config_dir itself
+        for name in (CERT_FILE, KEY_FILE):
+            (where / name).rename(tmp_path / "cfg" / name)
+        where = tmp_path / "cfg"
+    (where / missing).unlink()
     with pytest.raises(ValueError, match=f"{missing} is missing"):
         ensure_server_certificate(tmp_path / "cfg")
-    assert not (tmp_path / "cfg" / missing).exists()
+    assert not (where / missing).exists()
+    assert not (tmp_path / "cfg" / OWN_DIR / missing).exists()
+
+
+def test_a_pair_in_config_dir_moves_into_own_once(tmp_path, server_pair):
+    copy_pair(server_pair, tmp_path / "cfg")
+    original = {name: (tmp_path / "cfg" / OWN_DIR / name).read_bytes() for name in (CERT_FILE, KEY_FILE)}
+    for name in (CERT_FILE, KEY_FILE):
+        (tmp_path / "cfg" / OWN_DIR / name).rename(tmp_path / "cfg" / name)
+    cert_path, key_path = ensure_server_certificate(tmp_path / "cfg")
+    assert {path.name: path.read_bytes() for path in (cert_path, key_path)} == original  # the same pair
+    assert not (tmp_path / "cfg" / CERT_FILE).exists() and not (tmp_path / "cfg" / KEY_FILE).exists()
 
 
 def test_a_certificate_of_another_key_is_refused(tmp_path, server_pair):
@@ -364,7 +387,7 @@ def test_a_secured_session_on_loopback(tmp_path, clients, monkeypatch):
         method = await thing.add_method(idx, "Calibrate", calibrate, [], [ua.VariantType.Boolean])
         ruleset.allow_write(setpoint)
         ruleset.allow_call(method)
-        server_cert = config.config_dir / CERT_FILE
+        server_cert = config.config_dir / OWN_DIR / CERT_FILE
 
         async def secure_client(user, password, cert=client_cert, key=client_key, uri=CLIENT_URI):
             client = Client(config.endpoint, timeout=5)
@@ -420,3 +443,32 @@ def test_a_secured_session_on_loopback(tmp_path, clients, monkeypatch):
             assert await setpoint.read_value() == 2.5
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+
+
+# ---------------------------------------------------------------- a test rig on loopback
+
+def test_only_a_test_rig_on_loopback_offers_none_to_anonymous_viewers(tmp_path):
+    base = ServerConfig(config_dir=tmp_path, endpoint="opc.tcp://127.0.0.1:4840/plc-anna")
+    assert loopback_rig_access(base) == base  # production: as configured
+    rig_config = loopback_rig_access(base.replace(test_rig=True))
+    assert rig_config.security.policies[-1] == "None" and rig_config.security.allow_anonymous
+    assert rig_config.security.policies[:-1] == base.security.policies and not rig_config.security.allow_insecure_login
+    for host in ("0.0.0.0", "192.168.0.10", "plc-line3"):
+        remote = base.replace(test_rig=True, endpoint=f"opc.tcp://{host}:4840/plc-anna")
+        assert loopback_rig_access(remote) == remote
+    assert is_loopback("::1") and is_loopback("localhost") and not is_loopback("10.0.0.1")
+
+
+def test_any_client_attaches_to_a_served_test_rig_without_a_pki(tmp_path, node_opcua):
+    """`plc-anna serve --test-rig` on loopback, read by node-opcua anonymously on the None policy (the
+    client presents its own certificate, as UaExpert does; on None it is not checked)."""
+    from plc_anna.testing import serve_process
+
+    with serve_process(tmp_path / "rig") as served:
+        plan = {"endpoint": served.endpoint, "pki": str(tmp_path / "client-pki"),
+                "read": ["nsu=urn:plc-anna:ua;s=AnalogNetwork.Layers.Layer0.DriftState.ValueAsText", "i=2261"]}
+        result = node_opcua.run("client.js", json.dumps(plan))
+    assert result["connected"], result
+    values = result["values"]
+    assert values["i=2261"] == {"status": "Good", "value": "plc-anna OPC UA server"}  # BuildInfo.ProductName
+    assert values["nsu=urn:plc-anna:ua;s=AnalogNetwork.Layers.Layer0.DriftState.ValueAsText"]["status"] == "Good"

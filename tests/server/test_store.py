@@ -167,6 +167,26 @@ def test_reopening_keeps_states_and_history(tmp_path):
     assert raw(tmp_path / "s.db", "PRAGMA journal_mode") == [("wal",)]
 
 
+def test_counters_are_durable_and_a_version_1_store_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "v1.db"  # a store as schema version 1 wrote it: no counters table
+    for statement in ("CREATE TABLE state (id INTEGER PRIMARY KEY, scan INTEGER NOT NULL, wall_time_s REAL NOT "
+                      "NULL, data TEXT NOT NULL)",
+                      "CREATE TABLE history (time_s REAL NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL)",
+                      "INSERT INTO state (scan, wall_time_s, data) VALUES (9, 1.0, '{\"k\": 1}')",
+                      f"PRAGMA application_id = {APPLICATION_ID}", "PRAGMA user_version = 1"):
+        raw(path, statement)
+    with StateStore(path) as store:
+        assert store.load_state_entry()[:1] == (9,) and store.load_state() == {"k": 1}  # nothing lost
+        assert store.load_counter("commit_counter") is None
+        store.save_counter("commit_counter", 1000)
+        store.save_counter("commit_counter", 2000)
+        with pytest.raises(ValueError, match="counter name"):
+            store.save_counter("", 1)
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
+    with StateStore(path) as store:
+        assert store.load_counter("commit_counter") == 2000
+
+
 def test_an_empty_file_becomes_a_store(tmp_path):
     (tmp_path / "empty.db").write_bytes(b"")
     with StateStore(tmp_path / "empty.db") as store:
@@ -210,7 +230,7 @@ def test_a_store_of_another_schema_version_is_refused_and_left_alone(tmp_path):
     raw(path, "PRAGMA wal_checkpoint(TRUNCATE)")
     before = path.read_bytes()
     with pytest.raises(ValueError, match=r"s\.db is a plc-anna store of schema version 99; this plc-anna reads "
-                                         r"versions 1 and 2"):
+                                         r"versions 1, 2 and 3"):
         StateStore(path)
     assert path.read_bytes() == before
 
@@ -243,6 +263,20 @@ def test_a_store_of_schema_1_is_upgraded_and_its_state_loads_as_the_single_netwo
     assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     with StateStore(path) as store:  # upgraded once; reopening changes nothing
         assert store.load_state() == {"old": 2} and store.load_state("line1") == {"new": 1}
+
+
+def test_a_store_of_schema_2_keeps_its_state_and_its_counters(tmp_path):
+    """Schema 2 (counters, states of one network) gains the network's name; nothing saved is lost."""
+    path = tmp_path / "v2.sqlite"
+    for statement in (*SCHEMA_1[:-1], "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+                      "PRAGMA user_version = 2"):
+        raw(path, statement)
+    raw(path, "INSERT INTO state (scan, wall_time_s, data) VALUES (?, ?, ?)", (5, 1.0, json.dumps({"k": 5})))
+    raw(path, "INSERT INTO counters VALUES ('commit_counter', 3000)")
+    with StateStore(path) as store:
+        assert store.load_state_entry()[:1] == (5,) and store.load_state() == {"k": 5}
+        assert store.load_counter("commit_counter") == 3000 and store.state_networks() == [""]
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
 
 
 def test_each_network_keeps_its_own_states(tmp_path):

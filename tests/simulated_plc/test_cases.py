@@ -18,7 +18,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.contract.logic import CorrectionBlock, CycleResult, Status
-from plc_anna.simulated_plc.layout import MODBUS_TYPES
+from plc_anna.contract.layout import MODBUS_TYPES
 from plc_anna.simulated_plc.modbus import SimulatedPlcModbus, decode, encode
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from plc_anna.commands.plc_sim import plc_sim
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.contract.logic import Status
-from plc_anna.simulated_plc.layout import LAYER_TAGS, NAMESPACE_URI, WRITTEN_TAGS
+from plc_anna.contract.layout import LAYER_TAGS, OPCUA_STYLES, WRITTEN_TAGS
 from plc_anna.simulated_plc.opcua import SimulatedPlcOpcUa
 from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.contract.tagmap import load_tag_map
-from plc_anna.server.certificates import ensure_server_certificate
+from plc_anna.server.certificates import certificate_application_uri, ensure_server_certificate
 from plc_anna.testing import free_port
 from tests.simulated_plc.support import assert_stopped_cleanly
 
@@ -85,7 +85,7 @@ def test_browse_tree_nodeids_types_and_access(rig):
     loop, server, client = rig
 
     async def check():
-        assert await client.get_namespace_index(NAMESPACE_URI) == 4
+        assert await client.get_namespace_index(OPCUA_STYLES["codesys"].namespace_uri) == 4
         path = ["0:Objects", "2:DeviceSet", "4:plc-anna Simulated PLC", "4:Resources", "4:Application",
                 "4:GlobalVars"]
         gvls = await client.nodes.root.get_child(path)
@@ -217,7 +217,8 @@ def test_refused_writes(rig):
 def test_only_the_configured_user_may_log_in():
     async def check():
         endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
-        async with SimulatedPlcOpcUa(make_plc(), endpoint, user="operator", password="s3cret", run_cycles=False):
+        async with SimulatedPlcOpcUa(make_plc(), endpoint, user="operator", password="s3cret",
+                                     run_cycles=False) as server:
             for user, password in ((None, None), ("operator", "wrong"), ("admin", "s3cret")):
                 client = Client(endpoint, timeout=5)
                 if user:
@@ -230,10 +231,10 @@ def test_only_the_configured_user_may_log_in():
             client.set_user("operator")
             client.set_password("s3cret")
             async with client:
-                await client.get_node(SimulatedPlcOpcUa.nodeid(0, "Heartbeat")).write_value(
+                await client.get_node(server.nodeid(0, "Heartbeat")).write_value(
                     ua.Variant(7, ua.VariantType.UInt32))
                 with pytest.raises(ua.uaerrors.BadUserAccessDenied):
-                    await client.get_node(SimulatedPlcOpcUa.nodeid(0, "Fault")).write_value(True)
+                    await client.get_node(server.nodeid(0, "Fault")).write_value(True)
 
     asyncio.run(check())
 
@@ -248,7 +249,7 @@ def test_a_certificate_makes_the_endpoint_sign_and_encrypt_only(tmp_path):
                                      run_cycles=False) as server:
             await server.step()
             client = Client(endpoint, timeout=5)
-            client.application_uri = "urn:plc-anna:server"  # the URI in the client certificate
+            client.application_uri = certificate_application_uri(client_cert)
             await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{client_cert},{client_key}")
             async with client:
                 assert await client.get_node(server.nodeid(0, "PlcHeartbeat")).read_value() == 1
@@ -308,5 +309,40 @@ def test_cli_endpoint_in_use_is_a_one_line_error():
         busy.listen()
         port = busy.getsockname()[1]
         result = CliRunner().invoke(plc_sim, ["--endpoint", f"opc.tcp://127.0.0.1:{port}", "--duration", "0.1"])
-    assert result.exit_code == 2
-    assert result.output.strip().count("\n") == 0 and f"127.0.0.1:{port}" in result.output
+    assert result.exit_code == 1  # as `plc-anna serve` says it (tests/test_cli.py)
+    assert result.output == f"Error: cannot listen on opc.tcp://127.0.0.1:{port}: address already in use\n"
+
+
+@pytest.mark.parametrize("target,path", [
+    ("twincat", ["PLC1", "GVL_PlcAnna_L2", "GainSet"]),
+    ("s7-1500", ["PLC_1", "DataBlocksGlobal", "PlcAnna_L2", "GainSet"]),
+])
+def test_other_targets_serve_their_own_nodeids_and_tree(target, path):
+    """TwinCAT's and S7-1500's address spaces: their NodeIds, their browse paths, the map's tags all there."""
+    from plc_anna import commission
+
+    async def check():
+        endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+        async with SimulatedPlcOpcUa(make_plc(), endpoint, target=target) as server:
+            async with Client(endpoint) as client:
+                index = await client.get_namespace_index(server.style.namespace_uri)
+                assert index == server.style.namespace_index
+                found = await client.nodes.objects.get_child([f"{index}:{name}" for name in path])
+                assert found.nodeid == server.nodeid(2, "GainSet")
+                assert found.nodeid.to_string() == OPCUA_STYLES[target].nodeid(2, "GainSet")
+            checks = await commission.validate(server.tag_map(), "thermocouple")
+            assert all(check.ok for check in checks), [check for check in checks if not check.ok]
+
+    asyncio.run(check())
+
+
+def test_cli_serves_another_targets_address_space_and_refuses_it_over_modbus(tmp_path):
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "plc.toml"
+    result = CliRunner().invoke(plc_sim, ["--endpoint", endpoint, "--duration", "0.1", "--target", "s7-1500",
+                                          "--tag-map-out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert 'ns=3;s="PlcAnna_L<k>"."<Tag>"' in result.output
+    assert load_tag_map(out).layer(0).gain_set.address == 'ns=3;s="PlcAnna_L0"."GainSet"'
+    result = CliRunner().invoke(plc_sim, ["--protocol", "modbus", "--target", "twincat", "--duration", "0.1"])
+    assert result.exit_code == 2 and "--target is for --protocol opcua" in result.output

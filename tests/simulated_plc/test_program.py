@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
 import tomllib
 
 import numpy as np
@@ -13,13 +11,13 @@ import pytest
 from plc_anna.device.network import activate, digital_forward, network_from_arrays
 from plc_anna.device.simulated import SimulatedNetwork
 from plc_anna.contract.logic import Status
-from plc_anna.simulated_plc.layout import (
+from plc_anna.contract.layout import (
     LAYER_TAGS,
     OPENPLC_OFFSETS,
     modbus_register_map,
-    opcua_nodeid,
+    OPCUA_STYLES,
 )
-from plc_anna.simulated_plc.program import SimulatedPlc, SimulatedPlcServer
+from plc_anna.simulated_plc.program import SimulatedPlc
 from plc_anna.contract.tagmap import parse_tag_map, tag_map_to_toml
 
 
@@ -189,73 +187,7 @@ def test_set_tag_and_parameters_are_checked():
     bare = dataclasses.replace(plc.net.network, X=None, y=None)
     with pytest.raises(ValueError, match="no held-out X"):
         SimulatedPlc(SimulatedNetwork(bare, "ideal"))
-    assert opcua_nodeid(None, "DeviceAge").endswith("Application.GVL_Device.DeviceAge")
-
-
-class RecordingServer(SimulatedPlcServer):
-    """The shared server machinery with a protocol that only records what it was asked to do."""
-
-    def __init__(self, plc: SimulatedPlc, **kwargs) -> None:
-        super().__init__(plc, **kwargs)
-        self.calls: list[str] = []
-
-    async def _start(self) -> None:
-        self.calls.append("start")
-
-    async def _stop(self) -> None:
-        self.calls.append("stop")
-
-    async def _start_listening(self) -> None:
-        self.calls.append("listen")
-
-    async def _stop_listening(self) -> None:
-        self.calls.append("unlisten")
-
-    def _copy_in(self) -> None:
-        self.calls.append("copy-in")
-
-    async def _publish(self, written: bool) -> None:
-        self.calls.append("publish all" if written else "publish")
-
-
-def test_server_step_restart_and_cold_restart_order():
-    async def check():
-        plc = make_plc()
-        async with RecordingServer(plc, run_cycles=False) as server:
-            await server.step()
-            plc.cold_restart()
-            await server.step()  # the protocol's copy of the written tags is reset before the copy-in
-            await server.restart(0.0)
-        assert server.calls == ["start", "publish all", "copy-in", "publish", "publish all", "copy-in", "publish",
-                                "unlisten", "listen", "stop"]
-        with pytest.raises(RuntimeError, match="running server"):
-            await server.restart(0.0)
-
-    asyncio.run(check())
-
-
-def test_cycle_task_skips_missed_deadlines_and_survives_failures(monkeypatch):
-    plc = make_plc(cycle_s=0.01)
-    real_cycle = plc.cycle
-    calls = []
-
-    def slow_cycle():
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("a broken cycle")
-        time.sleep(0.025)  # longer than two periods: the next two deadlines are missed
-        real_cycle()
-
-    monkeypatch.setattr(plc, "cycle", slow_cycle)
-
-    async def run():
-        async with RecordingServer(plc) as server:
-            await asyncio.sleep(0.2)
-        return server
-
-    server = asyncio.run(run())
-    assert server.failures == 1 and len(calls) >= 3
-    assert len(calls) <= 12 and server.overruns >= 2 * (len(calls) - 2)
+    assert OPCUA_STYLES["codesys"].nodeid(None, "DeviceAge").endswith("Application.GVL_Device.DeviceAge")
 
 
 def test_oversampling_puts_every_sample_through_the_chain_and_into_the_trace():

@@ -67,12 +67,12 @@ ValueError: tag map: unknown key 'lenght' in layer[0].commit_counter; valid keys
 from __future__ import annotations
 
 from plc_anna.contract.tagmap.model import (ARRAY_ROLES, COUNTER_TYPES, FLOAT_TYPES, FORMAT, OPTIONAL_ROLES, PLC_TYPES,
-                                       PROTOCOLS, REQUIRED_ROLES, SECURITY_POLICIES, TAG_KEYS, WORD_ORDERS,
-                                       WRITTEN_ROLES, DeviceTags, LayerTags, LinkSettings, PlcSettings, Tag, TagMap)
+                                       PROTOCOL_KEYS, PROTOCOLS, REQUIRED_ROLES, SECURITY_POLICIES, TAG_KEYS,
+                                       WORD_ORDERS, WRITTEN_ROLES, DeviceTags, LayerTags, LinkSettings, PlcSettings, Tag, TagMap)
 from plc_anna.contract.tagmap.read import load_tag_map, parse_tag_map
 from plc_anna.contract.tagmap.write import tag_map_to_toml
 
-__all__ = ["ARRAY_ROLES", "COUNTER_TYPES", "FLOAT_TYPES", "FORMAT", "OPTIONAL_ROLES", "PLC_TYPES", "PROTOCOLS",
+__all__ = ["ARRAY_ROLES", "COUNTER_TYPES", "FLOAT_TYPES", "FORMAT", "OPTIONAL_ROLES", "PLC_TYPES", "PROTOCOL_KEYS", "PROTOCOLS",
            "REQUIRED_ROLES", "SECURITY_POLICIES", "TAG_KEYS", "WORD_ORDERS", "WRITTEN_ROLES", "DeviceTags",
            "LayerTags", "LinkSettings", "PlcSettings", "Tag", "TagMap", "load_tag_map", "parse_tag_map",
            "tag_map_to_toml"]

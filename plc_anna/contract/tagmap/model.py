@@ -37,6 +37,10 @@ ARRAY_ROLES = {"inputs": "in", "raw_outputs": "out", "gain_set": "out", "offset_
 WORD_ORDERS = ("big", "little")
 SECURITY_POLICIES = ("None", "Basic256Sha256", "Aes256_Sha256_RsaPss")
 TAG_KEYS = ("address", "type", "length", "scale", "bias")
+#: ``[plc]`` keys that mean something for one protocol only (the others are common).
+PROTOCOL_KEYS = {"opcua": ("user", "password_env", "security_policy", "security_mode", "certificate", "private_key",
+                           "server_certificate"),
+                 "modbus": ("unit_id", "word_order")}
 
 
 @dataclass(frozen=True)

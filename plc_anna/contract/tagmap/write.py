@@ -7,18 +7,23 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from plc_anna.contract.tagmap.model import FORMAT, LinkSettings, PlcSettings, Tag, TagMap
+from plc_anna.contract.tagmap.model import FORMAT, PROTOCOL_KEYS, LinkSettings, PlcSettings, Tag, TagMap
 
 
 def tag_map_to_toml(tag_map: TagMap) -> str:
-    """The tag map as TOML text that :func:`parse_tag_map` reads back to an equal map."""
+    """The tag map as TOML text that :func:`parse_tag_map` reads back to an equal map.
+
+    ``[plc]`` holds the keys of the map's protocol only (no ``word_order`` in an OPC UA map, no security
+    settings in a Modbus one): the other protocol's keys would only be defaults that mean nothing there.
+    """
     lines = ["# plc-anna tag map (docs/tag-map.md)", f"format = {FORMAT}"]
     if tag_map.network is not None:
         lines.append(f"network = {_toml_value(tag_map.network)}")
     lines += ["", "[plc]"]
+    other = {key for protocol, keys in PROTOCOL_KEYS.items() if protocol != tag_map.plc.protocol for key in keys}
     for f in fields(PlcSettings):
         value = getattr(tag_map.plc, f.name)
-        if value is not None:
+        if value is not None and f.name not in other:
             lines.append(f"{f.name} = {_toml_value(value)}")
     lines += ["", "[link]"] + [f"{f.name} = {_toml_value(getattr(tag_map.link, f.name))}"
                                for f in fields(LinkSettings)]
