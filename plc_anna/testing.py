@@ -43,6 +43,7 @@ from asyncua import Client, ua
 
 from plc_anna.compensator import CompensatorConfig
 from plc_anna.device.network import Network
+from plc_anna.engine.scan import NetworkScan
 from plc_anna.server.app import PlcAnnaServer
 from plc_anna.server.config import ServerConfig
 from plc_anna.server.model import NAMESPACE_URI
@@ -72,11 +73,23 @@ class Rig:
 
     @property
     def idx(self) -> int:
-        return self.server.space.idx
+        return self.server.idx
 
     def nodeid(self, path: str) -> ua.NodeId:
         """The NodeId of a node by its path, e.g. ``"Compensator.Calibrate"``."""
         return ua.NodeId(path, self.idx)
+
+    def scan(self, network: str | None = None) -> NetworkScan:
+        """A network's scan in the engine (the only network's by default): its ``runtime``, ``task``, ``jobs``.
+
+        Reachable when the rig scans on threads of its own process (``scan_isolation = "thread"``, the
+        rig's default); what a test reads there, the scan's thread may be changing meanwhile.
+        """
+        engine = getattr(self.server.host, "engine", None)
+        if engine is None:
+            raise ValueError("the scans run in another process (scan_isolation = \"process\"): read them over "
+                             "OPC UA or through server.networks instead")
+        return engine.scans[network or next(iter(engine.scans))]
 
     def client(self, user: str | None = RIG_USER, password: str | None = None, timeout: float = 10) -> Client:
         """An asyncua client of the rig (an engineer by default; ``user=None`` for an anonymous viewer).
@@ -111,8 +124,13 @@ async def rig(directory: str | Path | None = None, network: str | Network = "dig
         More users by name and role (``{"otto": "operator", "vera": "viewer"}``), each with a random
         password in :attr:`Rig.passwords`.
     **config
-        Further server keys (``age_rate``, ``history_period_s``, ``state_store``, ...); ``security`` is a
-        dict of ``[security]`` keys laid over the rig's own (``{"max_sessions": 2}``).
+        Further server keys (``age_rate``, ``history_period_s``, ``state_store``, ``scan_isolation``, ...);
+        ``security`` is a dict of ``[security]`` keys laid over the rig's own (``{"max_sessions": 2}``).
+        With ``networks`` (``[[networks]]`` entries as dicts) the rig serves those instead of ``network``.
+
+    The rig runs its scans on threads of its own process (``scan_isolation = "thread"``) at normal
+    priority, unless ``config`` says otherwise: it starts in no time, and a test can reach the runtime
+    (``rig.server.host.engine``).
     """
     roles = {RIG_USER: "engineer", **(users or {})}
     passwords = {name: secrets.token_urlsafe(12) for name in roles}
@@ -122,13 +140,16 @@ async def rig(directory: str | Path | None = None, network: str | Network = "dig
         security = {"policies": ["None"], "allow_anonymous": True, "allow_insecure_login": True,
                     "users": [{"name": name, "password_hash": hash_password(passwords[name]), "role": role}
                               for name, role in roles.items()], **config.pop("security", {})}
-        settings = {"age_rate": 0.0, **config}
+        settings = {"scan_isolation": "thread", "scan_priority": 0, **config}
+        if "networks" not in settings:
+            settings = {"age_rate": 0.0, "network": network if isinstance(network, str) else "digits",
+                        "device": device, "seed": seed, "scan_ms": scan_ms, "samples_per_scan": samples_per_scan,
+                        **settings}
         server_config = ServerConfig(
             config_dir=Path(directory), endpoint=f"opc.tcp://127.0.0.1:{free_port()}/plc-anna", test_rig=True,
-            network=network if isinstance(network, str) else "digits", device=device, seed=seed, scan_ms=scan_ms,
-            samples_per_scan=samples_per_scan, security=security, **settings)
-        server = PlcAnnaServer(server_config, compensator_config,
-                               network=None if isinstance(network, str) else network)
+            security=security, **settings)
+        given = {} if isinstance(network, str) else {server_config.served_networks[0].name: network}
+        server = PlcAnnaServer(server_config, compensator_config, networks=given)
         async with server:
             yield Rig(server_config.endpoint, RIG_USER, passwords[RIG_USER], server, passwords)
 

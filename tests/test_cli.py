@@ -1,6 +1,7 @@
 """The command line, run in-process with click's runner and once as the installed script."""
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -90,6 +91,11 @@ def test_the_end_to_end_demo_compensates_through_the_plc(runner, tmp_path):
     assert final["age"] == "10y" and final["connected"]
     assert final["rmse_corrected"] < 0.6 * final["rmse_uncorrected"]   # the PLC's correction works
     assert summary["link"]["sets_accepted"] > 3 and summary["link"]["reconnects"] == 0
+    # The PLC ran in its own process; the summary states the heartbeat target and what was measured.
+    assert summary["link"]["plc_cycles"] > 100
+    (heartbeats,) = summary["targets"]
+    assert heartbeats["limit"] == 0 and heartbeats["measured"] == summary["link"]["missed_heartbeats"]
+    assert heartbeats["met"] == (heartbeats["measured"] == 0) and "(target 0: " in result.output
     assert [row["checkpoint"] for row in summary["checkpoints"]] == ["1h", "1d", "30d", "1y", "10y"]
 
 
@@ -152,11 +158,54 @@ def test_serve_runs_until_sigterm_and_saves_the_state(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM state").fetchone()[0] >= 1
 
 
+def test_serve_shows_and_saves_every_network_of_a_configuration_of_several(tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    from plc_anna.testing import free_port
+
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/plc-anna"
+    (tmp_path / "plc-anna.toml").write_text(
+        f'endpoint = "{endpoint}"\n[security]\npolicies = ["None"]\nallow_anonymous = true\n'
+        '[[networks]]\nname = "kiln"\nnetwork = "thermocouple"\nscan_ms = 20\n'
+        '[[networks]]\nname = "sorter"\nnetwork = "digits"\nscan_ms = 50\n')
+    process = subprocess.Popen([shutil.which("plc-anna"), "serve", "--config", str(tmp_path / "plc-anna.toml")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = subprocess.run([shutil.which("plc-anna"), "status", endpoint, "--once"], capture_output=True,
+                                    text=True, env={**os.environ, "COLUMNS": "200"})
+            if status.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert status.returncode == 0, status.stderr
+        assert f"{endpoint} kiln" in status.stdout and f"{endpoint} sorter" in status.stdout
+        assert "Layer2" in status.stdout and "scan 50 ms" in status.stdout
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "kiln: thermocouple, scan 20 ms" in output and "sorter: digits, scan 50 ms" in output
+    with sqlite3.connect(tmp_path / "state.sqlite") as db:
+        assert [row[0] for row in db.execute("SELECT DISTINCT network FROM state ORDER BY network")] == \
+            ["kiln", "sorter"]
+
+
 def test_serve_and_status_errors(runner, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('config_dir = "."\nscan_ms = 1\n')
     result = runner.invoke(main, ["serve", "--config", str(bad)])
     assert result.exit_code == 1 and "scan_ms" in result.output and str(bad) in result.output
+    # a bad [[networks]] entry names the network and the key, and nothing starts (no store is created)
+    (tmp_path / "many").mkdir()
+    bad.write_text('config_dir = "many"\n[[networks]]\nname = "kiln"\n[[networks]]\nname = "sorter"\n'
+                   'samples_per_scan = 1\n')
+    result = runner.invoke(main, ["serve", "--config", str(bad)])
+    assert result.exit_code == 1 and "network 'sorter'" in result.output and "'samples_per_scan'" in result.output
+    assert not (tmp_path / "many" / "state.sqlite").exists()
     from plc_anna.testing import free_port
 
     result = runner.invoke(main, ["status", f"opc.tcp://127.0.0.1:{free_port()}", "--once"])
@@ -251,7 +300,7 @@ def test_a_killed_server_restarts_from_its_last_saved_state(tmp_path):
 
     async def restart():
         async with rig(tmp_path) as r:
-            return r.server.restored_scan
+            return r.server.networks["digits"].restored_scan
 
     assert asyncio.run(asyncio.wait_for(restart(), 60)) == entry.scan
 

@@ -1,5 +1,6 @@
 """Layering: the numerics and the device never import the server, the PLC link or the CLI; the PLC
-link and the simulated PLC's program import a protocol library only when a transport or server needs it."""
+link, the scan engine and the simulated PLC's program import a protocol library only when a transport or
+server needs it (the engine's process loads a PLC transport only for a network with a link)."""
 
 import subprocess
 import sys
@@ -17,6 +18,8 @@ FORBIDDEN = ("click", "asyncua", "pymodbus", "cli", "onnx", "onnxruntime", "aiom
     "plc_anna.device.plc_observed", "plc_anna.contract.tagmap", "plc_anna.contract.logic", "plc_anna.plc.link",
     "plc_anna.simulated_plc.program", "plc_anna.contract.layout", "plc_anna.simulated_plc.server", "plc_anna.commission",
     "plc_anna.plccode", "plc_anna.importers.onnx",
+    "plc_anna.engine.task", "plc_anna.engine.jobs", "plc_anna.engine.scan", "plc_anna.engine.host",
+    "plc_anna.engine.process", "plc_anna.server.network_config",
 ])
 def test_library_modules_stay_light(module):
     """Protocol libraries are imported by the transport or server that speaks them, never before."""

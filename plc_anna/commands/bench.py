@@ -210,36 +210,73 @@ bench.add_command(bench_link)
 bench.add_command(bench_endpoint)
 
 
+def _counts(text: str, option: str, low: int = 1) -> list[int]:
+    try:
+        values = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint=option) from None
+    if not values or min(values) < low:
+        raise click.BadParameter(f"give integers >= {low}, got {text!r}", param_hint=option)
+    return values
+
+
 @bench.command("cycle")
-@click.option("--columns", default="64,256,1024", show_default=True, help="Comma-separated column counts.")
+@click.option("--columns", default="64,256,1024", show_default=True, help="Columns per layer (comma-separated).")
+@click.option("--layers", default="1", show_default=True, help="Layers per network (comma-separated).")
+@click.option("--networks", default="1", show_default=True, help="Networks in the server (comma-separated).")
+@click.option("--subscribers", default="0", show_default=True,
+              help="Client sessions subscribing to every layer's distance, state, gain and offset (comma-separated).")
+@click.option("--publish-ms", default=100, show_default=True, type=click.IntRange(10, 10000),
+              help="The subscriptions' publishing interval, and the server's.")
 @click.option("--scan-ms", type=click.IntRange(5, 10000),
               help="Scan period for every run [default: 10 ms up to 256 columns, 100 ms above].")
 @click.option("--cycles", default=10000, show_default=True, type=click.IntRange(min=10), help="Cycles per run.")
+@click.option("--isolation", type=click.Choice(["process", "thread"]), default="process", show_default=True,
+              help="Where the scans run (the server key scan_isolation).")
+@click.option("--scan-priority", default=40, show_default=True, type=click.IntRange(0, 49),
+              help="Real-time priority of the scans (the server key scan_priority; 0: normal).")
+@click.option("--blas-threads", default="1", show_default=True,
+              help="BLAS threads in the scan engine, or 'default' for BLAS's own.")
+@click.option("--targets", "targets", is_flag=True,
+              help="Run exactly the runs the targets name (long: about 70 minutes); ignores the run options.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
-def bench_cycle(columns, scan_ms, cycles, json_path) -> None:
-    """Time the server's scan cycle, next to a bare asyncua server writing the same arrays."""
-    from plc_anna.bench.cycle import run_cycle_bench
+def bench_cycle(columns, layers, networks, subscribers, publish_ms, scan_ms, cycles, isolation, scan_priority,
+                blas_threads, targets, json_path) -> None:
+    """Time the server's scan cycle under SCADA load, next to bare asyncua and the numpy floor."""
+    import itertools
 
-    try:
-        counts = [int(c) for c in columns.split(",") if c.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{columns!r} is not a comma-separated list of integers",
-                                 param_hint="--columns") from None
+    from plc_anna.bench.cycle import TARGETS, CycleRun, run_cycle_bench, spec_scan_ms
+
+    if targets:
+        runs = [target.run for target in TARGETS]
+    else:
+        runs = [CycleRun(columns=c, layers=lay, networks=k, subscribers=n, cycles=cycles, publish_ms=publish_ms,
+                         scan_ms=scan_ms or spec_scan_ms(c))
+                for c, lay, k, n in itertools.product(_counts(columns, "--columns"), _counts(layers, "--layers"),
+                                                      _counts(networks, "--networks"),
+                                                      _counts(subscribers, "--subscribers", low=0))]
+    if blas_threads == "default":
+        threads = None
+    else:
+        threads = _counts(blas_threads, "--blas-threads")[0]
     console = Console()
     start = time.monotonic()
     try:
-        report = run_cycle_bench(counts, scan_ms=scan_ms, cycles=cycles, on_progress=console.print)
-    except ValueError as exc:
+        report = run_cycle_bench(runs, isolation=isolation, priority=scan_priority, blas_threads=threads,
+                                 on_progress=console.print)
+    except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-    table = Table(title="scan cycle (ms)")
-    for name in ("columns", "scan", "cycles", "compute p50/p99/max", "lateness p50/p99/max", "overruns",
-                 "update p50/p99", "bare asyncua p50/p99"):
+    table = Table(title=f"scan cycle (ms), {isolation} isolation, priority {scan_priority}")
+    for name in ("networks x layers x columns", "subs", "scan", "cycles", "compute p50/p99/max",
+                 "lateness p99/max", "overruns", "update p50/p99", "bare p50/p99", "numpy floor p50", "dropped"):
         table.add_column(name, justify="right")
     for run in report["runs"]:
         c, la, u, b = run["compute_ms"], run["lateness_ms"], run["server_update_ms"], run["bare_asyncua_update_ms"]
-        table.add_row(str(run["columns"]), f"{run['scan_ms']:g}", str(run["cycles"]),
-                      f"{c['p50']:.2f}/{c['p99']:.2f}/{c['max']:.1f}", f"{la['p50']:.2f}/{la['p99']:.2f}/{la['max']:.1f}",
-                      str(run["overruns"]), f"{u['p50']:.2f}/{u['p99']:.2f}", f"{b['p50']:.2f}/{b['p99']:.2f}")
+        table.add_row(f"{run['networks']} x {run['layers']} x {run['columns']}", str(run["subscribers"]),
+                      f"{run['scan_ms']:g}", str(run["cycles_total"]), f"{c['p50']:.2f}/{c['p99']:.2f}/{c['max']:.1f}",
+                      f"{la['p99']:.2f}/{la['max']:.1f}", str(run["overruns"]), f"{u['p50']:.2f}/{u['p99']:.2f}",
+                      f"{b['p50']:.2f}/{b['p99']:.2f}", f"{run['numpy_floor_ms']['p50']:.3f}",
+                      str(run["publish_dropped"]))
     console.print(table)
     _targets_and_report(console, report, json_path, start)
 

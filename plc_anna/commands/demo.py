@@ -59,8 +59,8 @@ def demo(net, device, seed, duration, final_age, plot_path, json_path, offline, 
     """Age an analog network through ten years while plc-anna keeps it accurate, end to end.
 
     Three parts run on this machine, on loopback: a simulated analog network; a simulated PLC
-    (CODESYS-like, over OPC UA) running the ladder examples' correction block; and the plc-anna OPC UA
-    server, which reads the network's inputs and raw outputs from the PLC's tags, detects the drift
+    (CODESYS-like, over OPC UA, in a process of its own) running the ladder examples' correction block;
+    and the plc-anna OPC UA server, which reads the network's inputs and raw outputs from the PLC's tags, detects the drift
     and writes gain/offset sets back. Each row: the network's age, the last layer's drift state and
     Fisher-Rao distance, the gains the PLC applies, and the RMS error of the network's outputs
     against the ideal digital network, uncorrected and with the PLC's correction.
@@ -111,9 +111,11 @@ def demo(net, device, seed, duration, final_age, plot_path, json_path, offline, 
     better = final["rmse_uncorrected"] / max(final["rmse_corrected"], 1e-12)
     console.print(f"after {final['age']}: output error {final['rmse_uncorrected']:.3g}{unit} uncorrected, "
                   f"{final['rmse_corrected']:.3g}{unit} with the PLC's correction ({better:.1f}x smaller)")
+    heartbeats = summary["targets"][0]
     console.print(f"PLC link: {link['sets_accepted']} sets accepted by the PLC (all layers), "
                   f"{link['reconnects']} reconnects, {link['missed_heartbeats']} missed heartbeats of "
-                  f"{link['heartbeats']}; {format_age(final_age)} in {time.monotonic() - start:.0f} s of wall time")
+                  f"{link['heartbeats']} (target 0: {'met' if heartbeats['met'] else 'NOT met'}); "
+                  f"{format_age(final_age)} in {time.monotonic() - start:.0f} s of wall time")
     if json_path:
         write_json(json_path, summary)
         console.print(f"rows and summary written to {json_path}")

@@ -1,4 +1,4 @@
-"""``plc-anna serve``: the OPC UA server of a network, its compensator and PLC link, until stopped."""
+"""``plc-anna serve``: the OPC UA server of one or several networks, their compensators and PLC links, until stopped."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ from plc_anna.commands.common import LISTEN_ERRNOS, EndpointUnavailable, quiet
 @click.option("--device-backend", type=click.Choice(["simulated", "plc"]),
               help="simulated, or plc: a physical network observed through the tag map's PLC.")
 def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map, device_backend) -> None:
-    """Run the OPC UA server: the network, its compensator and their history, until Ctrl-C.
+    """Run the OPC UA server: the networks, their compensators and their history, until Ctrl-C.
 
     With a tag map the corrections go to the PLC every scan (docs/plc-link.md); with
-    --device-backend plc the network's inputs and raw outputs come from the PLC as well.
+    --device-backend plc the network's inputs and raw outputs come from the PLC as well. A
+    configuration with [[networks]] serves several networks (docs/server-config.md); --network,
+    --tag-map and --device-backend are for a configuration of one.
     """
     import asyncio
 
@@ -56,16 +58,20 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map
 
     async def run() -> None:
         async with served as server:
-            console.print(f"serving {config.network} on {config.endpoint} ({', '.join(security.policies)}), "
-                          f"scan {config.scan_ms} ms, state in {config.state_store}"
-                          + (f", restored from scan {server.restored_scan}" if server.restored_scan else ""))
+            console.print(f"serving on {config.endpoint} ({', '.join(security.policies)}), state in "
+                          f"{config.state_store}; scans in a {config.scan_isolation}")
+            for entry in config.served_networks:
+                network = server.networks[entry.name]
+                line = (f"  {entry.name}: {entry.network}, scan {entry.scan_ms} ms"
+                        + (f", restored from scan {network.restored_scan}" if network.restored_scan else ""))
+                if network.link is not None:
+                    plc = network.link.tag_map.plc
+                    line += (f"; PLC link {plc.protocol} {plc.endpoint}"
+                             + (" (the network is observed through it)" if entry.device_backend == "plc" else ""))
+                console.print(line)
             console.print(f"ApplicationUri {server.server.get_application_uri()}; certificate in "
                           f"{config.config_dir / OWN_DIR}, trusted clients in {security.trust_dir}, refused ones "
                           f"kept in {security.rejected_dir}")
-            if server.controller is not None:
-                plc = server.controller.tag_map.plc
-                console.print(f"PLC link: {plc.protocol} {plc.endpoint}"
-                              + (" (the network is observed through it)" if config.device_backend == "plc" else ""))
             await server.serve_forever()
 
     try:
@@ -74,6 +80,6 @@ def serve(config_path, config_dir, endpoint, scan_ms, test_rig, network, tag_map
         if exc.errno in LISTEN_ERRNOS:
             raise EndpointUnavailable(config.endpoint, exc) from None
         raise click.ClickException(str(exc)) from None
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     console.print("stopped; state saved")

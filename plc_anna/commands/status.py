@@ -1,9 +1,9 @@
-"""``plc-anna status``: a running server's network, layers, PLC link and scan diagnostics, live or as JSON."""
+"""``plc-anna status``: a running server's networks, their layers, PLC links and scan diagnostics, live or as JSON."""
 
 from __future__ import annotations
 
 import click
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
@@ -22,15 +22,16 @@ from plc_anna.units import format_age
 @click.option("--once", is_flag=True, help="Print one table and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status once as one JSON document and exit.")
 def status(endpoint, user, password, cert, key, server_cert, interval, once, as_json) -> None:
-    """Show a running server's network, layers, PLC link and scan diagnostics, refreshed live (Ctrl-C ends).
+    """Show a running server's networks, layers, PLC links and scan diagnostics, refreshed live (Ctrl-C ends).
 
-    With --json: one JSON document on stdout (unknown values as null), for scripts and monitoring.
+    With --json: one JSON document on stdout (unknown values as null), for scripts and monitoring; a
+    server of several networks gives each network's status under "networks", by name.
     """
     import asyncio
     import json
 
     from plc_anna.jsonio import json_ready
-    from plc_anna.server.status import connect, read_status
+    from plc_anna.server.status import connect, read_networks
 
     if user and password is None:
         password = click.prompt(f"password of {user}", hide_input=True)
@@ -39,16 +40,18 @@ def status(endpoint, user, password, cert, key, server_cert, interval, once, as_
     async def run() -> None:
         async with connect(endpoint, user, password, cert, key, server_cert) as client:
             if as_json:
-                click.echo(json.dumps(json_ready({"endpoint": endpoint, **await read_status(client)}), indent=2,
-                                      allow_nan=False))
+                networks = await read_networks(client)
+                document = ({"endpoint": endpoint, **networks[0][1]} if networks[0][0] is None
+                            else {"endpoint": endpoint, "networks": dict(networks)})
+                click.echo(json.dumps(json_ready(document), indent=2, allow_nan=False))
                 return
             if once:
-                console.print(_status_table(endpoint, await read_status(client)))
+                console.print(_tables(endpoint, await read_networks(client)))
                 return
-            with Live(_status_table(endpoint, await read_status(client)), console=console) as live:
+            with Live(_tables(endpoint, await read_networks(client)), console=console) as live:
                 while True:
                     await asyncio.sleep(interval)
-                    live.update(_status_table(endpoint, await read_status(client)))
+                    live.update(_tables(endpoint, await read_networks(client)))
 
     try:
         asyncio.run(run())
@@ -58,9 +61,15 @@ def status(endpoint, user, password, cert, key, server_cert, interval, once, as_
         raise click.ClickException(str(exc)) from None
 
 
-def _status_table(endpoint: str, status: dict) -> Table:
+def _tables(endpoint: str, networks: list) -> Group:
+    """One table per network (titled with its name on a server of several)."""
+    return Group(*(_status_table(endpoint if name is None else f"{endpoint} {name}", status)
+                   for name, status in networks))
+
+
+def _status_table(title: str, status: dict) -> Table:
     diag = status["diagnostics"]
-    table = Table(title=f"{endpoint}: age {format_age(status['age_s'])}, {status['temperature_k']:.1f} K",
+    table = Table(title=f"{title}: age {format_age(status['age_s'])}, {status['temperature_k']:.1f} K",
                   caption=f"scan {diag['ScanPeriod']:g} ms: last {diag['LastCycleTime']:.2f} ms, p99 "
                           f"{diag['P99CycleTime']:.2f} ms, max {diag['MaxCycleTime']:.2f} ms, "
                           f"{diag['Overruns']:.0f} overruns")

@@ -45,51 +45,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from plc_anna.deadlines import next_deadline
 from plc_anna.contract.counters import next_beat, next_counter
 from plc_anna.contract.ramp import ramp_position, ramp_step
-from plc_anna.contract.tagmap import LayerTags, Tag, TagMap
+from plc_anna.contract.tagmap import Tag, TagMap
+from plc_anna.plc.link_status import LayerLink, LinkEvent, LinkStatus, check_layer_status
 from plc_anna.plc.transport import LinkError, Transport, Unreachable, open_transport
 from plc_anna.plc.transport.base import backoff_delays
 
-#: Events the link raises; the severity follows the OPC UA scale (1..1000).
-EVENT_SEVERITY = {"link_lost": 800, "link_restored": 300, "write_refused": 700, "verify_failed": 700,
-                  "set_rejected": 700, "commit_timeout": 600, "plc_fault": 800, "plc_fault_cleared": 300,
-                  "plc_stopped": 800, "plc_running": 300, "set_lost": 700}
-
-
-@dataclass(frozen=True)
-class LinkEvent:
-    kind: str
-    message: str
-    layer: int | None = None
-
-    @property
-    def severity(self) -> int:
-        return EVENT_SEVERITY[self.kind]
-
-
-@dataclass
-class _LayerLink:
-    tags: LayerTags
-    gain: np.ndarray            # last-good set (float32, as the PLC stores it)
-    offset: np.ndarray
-    counter: int = 0            # the commit counter of the last-good set
-    sent: int = 0               # the commit counter of the newest set written (verified or not)
-    unverified: tuple[np.ndarray, np.ndarray, int] | None = None   # written last cycle, read back this one
-    target: tuple[np.ndarray, np.ndarray] | None = None
-    pending_since: float | None = None   # a set written, not yet accepted by the PLC
-    last_commit: float = -math.inf
-    accepted: int | None = None
-    plc_heartbeat: int | None = None
-    plc_heartbeat_at: float = 0.0
-    fault: bool | None = None
-    rejected_counter: int | None = None
-    stopped: bool = False       # plc_stopped reported and not yet cleared
+__all__ = ["LinkEvent", "LinkStatus", "PlcLink"]
 
 
 class PlcLink:
@@ -121,7 +88,7 @@ class PlcLink:
         self.observe = observe
         self.plc_stall_s = float(plc_stall_s)
         self.clock = clock
-        self.layers = {layer.index: _LayerLink(layer, np.ones(layer.n_out, np.float32),
+        self.layers = {layer.index: LayerLink(layer, np.ones(layer.n_out, np.float32),
                                                np.zeros(layer.n_out, np.float32))
                        for layer in tag_map.layers}
         self.heartbeat = 0
@@ -166,6 +133,15 @@ class PlcLink:
         with self._lock:
             entry.target = (gain.copy(), offset.copy())
 
+    def status(self) -> LinkStatus:
+        """The link's state now, as plain data (for the ControllerLink object, the demo, an edge node)."""
+        last = max(self.layers)
+        return LinkStatus(protocol=self.tag_map.plc.protocol, endpoint=self.tag_map.plc.endpoint,
+                          connected=self.connected, last_error=self.last_error,
+                          commit_counter=self.layers[last].counter, heartbeat=self.heartbeat,
+                          missed_heartbeats=self.missed_heartbeats, late_cycles=self.late_cycles,
+                          sets_written=self.sets_written, reconnects=self.reconnects)
+
     def last_good(self, layer: int) -> tuple[np.ndarray, np.ndarray, int]:
         """The last set the PLC verifiably holds for ``layer``: (gain, offset, commit counter)."""
         entry = self.layers[layer]
@@ -179,7 +155,8 @@ class PlcLink:
                   before_cycle: Callable[[], None] | None = None) -> None:
         """Scan every ``period_s`` until ``stop`` is set, then close the connection.
 
-        A heartbeat task writes the heartbeat on absolute deadlines (:meth:`beat`); a deadline it misses
+        The link first tries to connect (once; a PLC that does not answer is retried by the cycles). A
+        heartbeat task writes the heartbeat on absolute deadlines (:meth:`beat`); a deadline it misses
         counts in :attr:`missed_heartbeats`. Each heartbeat written starts one set/status cycle
         (:meth:`cycle` without the heartbeat, after ``before_cycle()``), so a set write follows the
         heartbeat instead of sharing the connection with it. A cycle still running when the next
@@ -187,6 +164,10 @@ class PlcLink:
         """
         tick = asyncio.Event()
         beats_written = 0
+        if not self.connected:
+            # Reach the PLC before the first heartbeat deadline: a schedule that started while the
+            # connection was still being opened would count its first beats as missed.
+            await self._connect(self.clock())
 
         async def heartbeat() -> None:
             nonlocal beats_written
@@ -329,7 +310,7 @@ class PlcLink:
             self.link_lost_at = now
             self._emit("link_lost", f"{exc}; holding the last-good set, retrying")
 
-    def _next_set(self, entry: _LayerLink, now: float) -> tuple[np.ndarray, np.ndarray] | None:
+    def _next_set(self, entry: LayerLink, now: float) -> tuple[np.ndarray, np.ndarray] | None:
         if entry.target is None:
             return None
         if entry.pending_since is not None:
@@ -421,45 +402,15 @@ class PlcLink:
         values = values[len(verify):]
         for k, entry in enumerate(self.layers.values()):
             accepted, beat, status_code, fault = values[4 * k: 4 * k + 4]
-            self._check_layer(entry, int(accepted), int(beat), int(status_code), bool(fault), now)
+            if check_layer_status(entry, int(accepted), int(beat), int(status_code), bool(fault), now,
+                                  self.plc_stall_s, self._emit):
+                self._synced = False           # read the PLC's values again, and ramp from there
+                self._next_attempt = -math.inf
         if self.observe is not None:
             # how long the read took tells the observer which trace rows may have been overwritten meanwhile
             self.observe[1](values[len(status):], time.perf_counter() - start)
         if failed is not None:
             raise failed
-
-    def _check_layer(self, entry: _LayerLink, accepted: int, beat: int, status: int, fault: bool,
-                     now: float) -> None:
-        index = entry.tags.index
-        entry.accepted = accepted
-        if entry.pending_since is not None and accepted == entry.sent:
-            entry.pending_since = None
-        elif entry.pending_since is None and accepted != entry.sent:
-            # The PLC no longer holds our last set: it restarted cold, or another client writes sets.
-            self._emit("set_lost", f"layer {index}: the PLC's AcceptedCommit is {accepted}, the link's last set "
-                       f"was {entry.sent}: the PLC restarted or another client writes; taking the PLC's "
-                       "values as the ramp position", index)
-            self._synced = False
-            self._next_attempt = -math.inf
-        if status == 3 and entry.rejected_counter != accepted:
-            entry.rejected_counter = accepted
-            self._emit("set_rejected", f"layer {index}: the PLC rejected set {accepted} (Status 3)", index)
-        if fault != bool(entry.fault):
-            if fault:
-                self._emit("plc_fault", f"layer {index}: the PLC reports a heartbeat fault and holds its last "
-                           "applied correction", index)
-            elif entry.fault is not None:
-                self._emit("plc_fault_cleared", f"layer {index}: the PLC cleared its heartbeat fault", index)
-        entry.fault = fault
-        if beat != entry.plc_heartbeat:
-            if entry.stopped:
-                entry.stopped = False
-                self._emit("plc_running", f"layer {index}: the PLC program runs again", index)
-            entry.plc_heartbeat, entry.plc_heartbeat_at = beat, now
-        elif not entry.stopped and now - entry.plc_heartbeat_at >= self.plc_stall_s:
-            entry.stopped = True
-            self._emit("plc_stopped", f"layer {index}: PlcHeartbeat has not changed for {self.plc_stall_s:g} s: "
-                       "the PLC program is not running", index)
 
     def _emit(self, kind: str, message: str, layer: int | None = None) -> None:
         if self.on_event is not None:

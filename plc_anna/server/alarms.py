@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 
 from plc_anna.drift.states import SEVERITY, DriftState, EventKind
-from plc_anna.plc.link import EVENT_SEVERITY, LinkEvent
+from plc_anna.plc.link_status import EVENT_SEVERITY, LinkEvent
 from plc_anna.server.conditions import Condition, ConditionServer, ConditionSpec
 from plc_anna.server.nodes import AddressSpace
 from plc_anna.server.runtime import Snapshot

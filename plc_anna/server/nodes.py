@@ -7,6 +7,13 @@ NodeId is a string the NodeId ``<instance>.<member>``, so these ids never
 shift when the model grows (automatic numeric ids would). SCADA tag lists can
 keep them.
 
+A server of one network puts its AnalogNetwork, Compensator and
+ControllerLink objects directly under Objects. A server of several puts each
+network's three objects in a folder ``Objects/Networks/<name>``, and their
+NodeIds gain the prefix ``Networks.<name>.``: ``Networks.line2.AnalogNetwork.
+Layers.Layer1.Gain``, ``Networks.line2.Compensator.Calibrate``. Below the
+prefix every path is the single network's.
+
 :func:`publish` writes a scan's values through the server's fast path
 (``write_attribute_value``: no request decoding, no access checks), arrays as
 single values.
@@ -23,7 +30,7 @@ from plc_anna.device.network import Network
 from plc_anna.drift.states import DriftState
 from plc_anna.server.model import type_node
 from plc_anna.server.runtime import Snapshot
-from plc_anna.server.scan import CycleStats
+from plc_anna.engine.task import CycleStats
 
 UNECE_UNITS_URI = "http://www.opcfoundation.org/UA/units/un/cefact"
 #: Output units of network files -> (UNECE common code, display symbol).
@@ -37,6 +44,10 @@ LAYER_MEMBERS = ("Gain", "Offset", "ColumnDistance", "LayerDistance", "DetectorS
 #: DriftState's ValueAsText for each state (the names of the model's EnumValues).
 STATE_TEXT = {state: ua.LocalizedText(state.name.capitalize()) for state in DriftState}
 DIAGNOSTICS = ("ScanPeriod", "LastCycleTime", "P99CycleTime", "MaxCycleTime", "DeadlineLateness", "Overruns")
+#: Publishing's own diagnostics, variables of each Compensator instance (ms, and scans not published).
+PUBLISH_DIAGNOSTICS = (("PublishInterval", ua.VariantType.Double), ("PublishDropped", ua.VariantType.UInt64))
+#: The folder of the networks of a server that serves several (a NodeId and a browse name).
+NETWORKS_FOLDER = "Networks"
 OPERATIONS = ("Calibrate", "Commit", "Rollback", "ResetReference")
 TEST_RIG_METHODS = ("SetAge", "SetTemperature", "InjectFault")
 LINK_MEMBERS = ("Protocol", "Endpoint", "Connected", "CommitCounter", "Heartbeat", "LastError")
@@ -81,11 +92,17 @@ class LayerNodes:
     """DriftState's ValueAsText."""
 
 
+def network_prefix(name: str | None) -> str:
+    """The NodeId prefix of a network's objects: ``""`` for the single-network layout, else ``Networks.<name>.``."""
+    return "" if name is None else f"{NETWORKS_FOLDER}.{name}."
+
+
 @dataclass
 class AddressSpace:
-    """Every node the server writes or links, by role."""
+    """Every node of one network the server writes or links, by role."""
 
     idx: int
+    prefix: str
     network: Node
     network_members: dict[str, Node]
     layers: list[LayerNodes]
@@ -96,8 +113,8 @@ class AddressSpace:
     link_members: dict[str, Node]
 
     def nodeid(self, path: str) -> ua.NodeId:
-        """The NodeId of a browse path such as ``"Compensator.Calibrate"``."""
-        return ua.NodeId(path, self.idx)
+        """The NodeId of a path such as ``"Compensator.Calibrate"`` below the network's prefix."""
+        return ua.NodeId(self.prefix + path, self.idx)
 
 
 def _members(parent: Node, names: tuple[str, ...]) -> dict[str, Node]:
@@ -109,7 +126,7 @@ def _members(parent: Node, names: tuple[str, ...]) -> dict[str, Node]:
 async def build_address_space(server: Server, idx: int, network: Network, sinks: tuple[str, ...],
                               nameplate: dict[str, str],
                               gain_range: tuple[float, float], offset_range: tuple[float, float],
-                              test_rig: bool) -> AddressSpace:
+                              test_rig: bool, name: str | None = None) -> AddressSpace:
     """Instantiate the AnalogNetwork (with one Layer per network layer), Compensator and ControllerLink.
 
     Parameters
@@ -126,9 +143,12 @@ async def build_address_space(server: Server, idx: int, network: Network, sinks:
         The correction range, written as the EURange of every Gain and Offset.
     test_rig
         Whether the Compensator gets the test-rig methods (SetAge, SetTemperature, InjectFault).
+    name
+        None for the single-network layout; a network's name to put its objects in ``Networks/<name>``.
     """
-    objects = server.nodes.objects
-    net = await objects.add_object(ua.NodeId("AnalogNetwork", idx), ua.QualifiedName("AnalogNetwork", idx),
+    prefix = network_prefix(name)
+    objects = server.nodes.objects if name is None else await _network_folder(server, idx, name)
+    net = await objects.add_object(ua.NodeId(f"{prefix}AnalogNetwork", idx), ua.QualifiedName("AnalogNetwork", idx),
                                    await type_node(server, "AnalogNetworkType"))
     net_members = _members(net, ("Manufacturer", "Model", "SerialNumber", "HardwareRevision",
                                        "SoftwareRevision", "DeviceRevision", "ProductCode", "Age", "Temperature",
@@ -142,7 +162,7 @@ async def build_address_space(server: Server, idx: int, network: Network, sinks:
     layers = []
     offset_low, offset_high = offset_eu_range(offset_range)
     for i, layer in enumerate(network.layers):
-        path = f"AnalogNetwork.Layers.Layer{i}"
+        path = f"{prefix}AnalogNetwork.Layers.Layer{i}"
         obj = await net_members["Layers"].add_object(ua.NodeId(path, idx), ua.QualifiedName(f"Layer{i}", idx),
                                                      layer_type)
         members = _members(obj, LAYER_MEMBERS + ("Index", "Inputs", "Columns", "Sink"))
@@ -162,16 +182,33 @@ async def build_address_space(server: Server, idx: int, network: Network, sinks:
         await members["Gain"].write_value(ua.Variant([1.0] * n_out, ua.VariantType.Double))
         await members["Offset"].write_value(ua.Variant([0.0] * n_out, ua.VariantType.Double))
         layers.append(LayerNodes(i, obj, members, _members(members["DriftState"], ("ValueAsText",))["ValueAsText"]))
-    compensator = await objects.add_object(ua.NodeId("Compensator", idx), ua.QualifiedName("Compensator", idx),
+    compensator = await objects.add_object(ua.NodeId(f"{prefix}Compensator", idx),
+                                           ua.QualifiedName("Compensator", idx),
                                            await type_node(server, "CompensatorType"),
                                            instantiate_optional=test_rig)
     diagnostics = _members(compensator, DIAGNOSTICS)
+    for member, vtype in PUBLISH_DIAGNOSTICS:
+        diagnostics[member] = await compensator.add_variable(
+            ua.NodeId(f"{prefix}Compensator.{member}", idx), ua.QualifiedName(member, idx),
+            ua.Variant(0.0 if vtype == ua.VariantType.Double else 0, vtype))
     methods = _members(compensator, OPERATIONS + (TEST_RIG_METHODS if test_rig else ()))
-    link = await objects.add_object(ua.NodeId("ControllerLink", idx), ua.QualifiedName("ControllerLink", idx),
+    link = await objects.add_object(ua.NodeId(f"{prefix}ControllerLink", idx), ua.QualifiedName("ControllerLink", idx),
                                     await type_node(server, "ControllerLinkType"))
     link_members = _members(link, LINK_MEMBERS)
-    return AddressSpace(idx=idx, network=net, network_members=net_members, layers=layers, compensator=compensator,
-                        diagnostics=diagnostics, methods=methods, link=link, link_members=link_members)
+    return AddressSpace(idx=idx, prefix=prefix, network=net, network_members=net_members, layers=layers,
+                        compensator=compensator, diagnostics=diagnostics, methods=methods, link=link,
+                        link_members=link_members)
+
+
+async def _network_folder(server: Server, idx: int, name: str) -> Node:
+    """The folder ``Objects/Networks/<name>`` of one network (and ``Networks`` itself, the first time)."""
+    folder = Node(server.iserver.isession, ua.NodeId(NETWORKS_FOLDER, idx))
+    try:
+        await folder.read_browse_name()
+    except ua.UaStatusCodeError:
+        folder = await server.nodes.objects.add_folder(ua.NodeId(NETWORKS_FOLDER, idx),
+                                                       ua.QualifiedName(NETWORKS_FOLDER, idx))
+    return await folder.add_folder(ua.NodeId(f"{NETWORKS_FOLDER}.{name}", idx), ua.QualifiedName(name, idx))
 
 
 def _value(value, vtype: ua.VariantType, now: datetime) -> ua.DataValue:
@@ -179,10 +216,12 @@ def _value(value, vtype: ua.VariantType, now: datetime) -> ua.DataValue:
 
 
 async def publish(server: Server, space: AddressSpace, snapshot: Snapshot, stats: CycleStats | None = None,
-                  scan_period_ms: float | None = None, linked: bool = False) -> None:
+                  linked: bool = False, publishing: tuple[float, int] | None = None) -> None:
     """Write a scan's values to the nodes through ``server.write_attribute_value``.
 
-    With ``linked`` a PLC link shows its own commit counter and heartbeat (``server.controller``).
+    ``stats`` are the scan's (ScanPeriod and the cycle times); with ``linked`` a PLC link shows its own
+    commit counter and heartbeat (:class:`~plc_anna.server.controller.ControllerService`);
+    ``publishing`` is the publishing interval (ms) and the count of scans not published.
     """
     now = datetime.now(UTC)
     write = server.iserver.aspace.write_attribute_value
@@ -213,12 +252,14 @@ async def publish(server: Server, space: AddressSpace, snapshot: Snapshot, stats
     if not linked:
         await write(link["CommitCounter"].nodeid, value, _value(snapshot.commit_counter, ua.VariantType.UInt32, now))
         await write(link["Heartbeat"].nodeid, value, _value(snapshot.heartbeat, ua.VariantType.UInt32, now))
+    diag = space.diagnostics
     if stats is not None:
-        diag = space.diagnostics
-        for name, item in (("LastCycleTime", stats.last_ms), ("P99CycleTime", stats.p99_ms),
-                           ("MaxCycleTime", stats.max_ms), ("DeadlineLateness", stats.lateness_ms)):
+        for name, item in (("ScanPeriod", stats.period_ms), ("LastCycleTime", stats.last_ms),
+                           ("P99CycleTime", stats.p99_ms), ("MaxCycleTime", stats.max_ms),
+                           ("DeadlineLateness", stats.lateness_ms)):
             await write(diag[name].nodeid, value, _value(float(item), D, now))
         await write(diag["Overruns"].nodeid, value, _value(stats.overruns, ua.VariantType.UInt64, now))
-    if scan_period_ms is not None:
-        await write(space.diagnostics["ScanPeriod"].nodeid, value, _value(float(scan_period_ms), D, now))
+    if publishing is not None:
+        await write(diag["PublishInterval"].nodeid, value, _value(float(publishing[0]), D, now))
+        await write(diag["PublishDropped"].nodeid, value, _value(int(publishing[1]), ua.VariantType.UInt64, now))
 

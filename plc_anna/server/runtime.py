@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,7 +26,10 @@ from plc_anna.contract.counters import next_beat, next_counter, udint
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.device.simulated import HORIZON_S, SimulatedNetwork
 from plc_anna.drift.states import DriftState, Event
-from plc_anna.loop import ScanLoop, apply_device_corrections
+from plc_anna.loop import ScanLoop
+
+if TYPE_CHECKING:
+    from plc_anna.engine.jobs import JobWorker
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,8 @@ class Runtime:
         Simulated seconds of age per wall-clock second (0 stops the clock).
     seed
         Seed of the process sampling.
+    jobs
+        The worker of the compensator's off-scan jobs (None: they run inline, in the scan).
     reserve_counters
         Persists the end of the next block of commit counters, durably, before it returns (the
         server's state store); without it the commit counter starts from its saved value on a restart
@@ -104,7 +109,7 @@ class Runtime:
     """
 
     def __init__(self, net: AnalogNetwork, config: CompensatorConfig | None = None, samples_per_scan: int = 8,
-                 age_rate: float = 1.0, seed: int = 0,
+                 age_rate: float = 1.0, seed: int = 0, jobs: JobWorker | None = None,
                  reserve_counters: Callable[[int], None] | None = None) -> None:
         if not 2 <= int(samples_per_scan) <= 4096:
             raise ValueError(f"samples_per_scan must be within 2..4096, got {samples_per_scan}")
@@ -113,14 +118,13 @@ class Runtime:
         if not net.observes_process and (net.network.X is None or len(net.network.X) < 2):
             raise ValueError(f"network {net.network.name!r} carries no input data (X) to drive the simulated process")
         self.net = net
-        self.loop = ScanLoop(net, config)
+        self.loop = ScanLoop(net, config, samples_per_scan=int(samples_per_scan), seed=seed, jobs=jobs, record=False)
         if net.observes_process and any(c is None for c in net.converters()):
             logger.warning("the converters of %s are not known (give dac_bits and adc_bits in the tag map's "
                            "[device]): a process that moves its inputs between DAC codes may read as drift",
                            net.network.name)
         self.samples_per_scan = int(samples_per_scan)
         self.age_rate = float(age_rate)
-        self._rng = np.random.default_rng(seed)
         self.scan = 0
         self.samples = 0
         """Process samples the compensator took, since the first scan (kept across restarts)."""
@@ -146,24 +150,15 @@ class Runtime:
 
     # ------------------------------------------------------------------ scan
     def step(self) -> Snapshot:
-        """Advance the clock, read one scan of the network, update the compensator."""
+        """Advance the clock and run one scan (:meth:`ScanLoop.scan <plc_anna.loop.ScanLoop.scan>`)."""
         now = time.monotonic()
         if self._last_wall is not None and self.age_rate > 0 and isinstance(self.net, SimulatedNetwork):
             self.net.advance(min(self.age_rate * (now - self._last_wall), 1e9))
         self._last_wall = now
-        start = time.perf_counter()
-        apply_device_corrections(self.net, self.loop.corrections())
-        traces = self.net.scan_samples(self.samples_per_scan, self._rng)
-        read_s = time.perf_counter() - start
-        start = time.perf_counter()
-        events: list[Event] = []
-        if traces is not None:  # an observed process may not have produced two samples since the last scan
-            events = self.compensator.update([(t.inputs, t.outputs) for t in traces], age_s=self.net.age_s,
-                                             temperature_k=self.net.temperature_k)
-            self.samples += len(traces[0].inputs)
-        compute_s = time.perf_counter() - start
+        events = self.loop.scan()
+        self.samples += self.loop.last_samples
         self.scan += 1
-        return self._snapshot(tuple(events), read_s, compute_s)
+        return self._snapshot(tuple(events), self.loop.last_read_s, self.loop.last_update_s)
 
     def snapshot(self) -> Snapshot:
         """The current values without a scan (after a command, or before the first scan)."""
@@ -224,6 +219,14 @@ class Runtime:
     def set_correction(self, layer: int, gain: np.ndarray, offset: np.ndarray) -> None:
         """An engineer's correction for ``layer``, applied and committed now (ValueError: nothing changes)."""
         self._layer(layer).set_correction(gain, offset)
+
+    def set_gain(self, layer: int, gain: np.ndarray) -> None:
+        """An engineer's gains for ``layer`` with its offsets as they are, applied and committed now."""
+        self.set_correction(layer, gain, self._layer(layer).correction()[1])
+
+    def set_offset(self, layer: int, offset: np.ndarray) -> None:
+        """An engineer's offsets for ``layer`` with its gains as they are, applied and committed now."""
+        self.set_correction(layer, self._layer(layer).correction()[0], offset)
 
     def set_age(self, age_s: float) -> None:
         self.simulated.set_age(_finite(age_s, "age"))

@@ -1,7 +1,9 @@
 """Read a running plc-anna server's state as a client would: what ``plc-anna status`` shows.
 
 Works against any server that instantiates the model (it browses the
-``Layers`` folder; it does not assume NodeIds), in one batched read per call.
+``Layers`` folder; it does not assume NodeIds), in one batched read per
+network. A server of several networks has them in ``Objects/Networks``
+(:func:`read_networks` reads each).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from asyncua import Client, ua
+from asyncua import Client, Node, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from plc_anna.drift.states import DriftState
@@ -66,13 +68,29 @@ async def connect(endpoint: str, user: str | None = None, password: str | None =
             pass
 
 
-async def read_status(client: Client) -> dict[str, Any]:
-    """The network's age and temperature, every layer's state, why, and correction, the PLC link, the scan
-    diagnostics (NaN where a value is not known yet)."""
+async def read_networks(client: Client) -> list[tuple[str | None, dict[str, Any]]]:
+    """Every network's :func:`read_status`, with its name (None for a server of one network)."""
     idx = await client.get_namespace_index(NAMESPACE_URI)
-    network = await client.nodes.objects.get_child(f"{idx}:AnalogNetwork")
-    compensator = await client.nodes.objects.get_child(f"{idx}:Compensator")
-    link = await client.nodes.objects.get_child(f"{idx}:ControllerLink")
+    try:
+        folder = await client.nodes.objects.get_child(f"{idx}:Networks")
+    except ua.UaStatusCodeError:  # a server of one network: its objects are under Objects
+        return [(None, await read_status(client))]
+    folders = sorted(await folder.get_children(), key=lambda n: str(n.nodeid.Identifier))
+    return [((await node.read_browse_name()).Name, await read_status(client, node)) for node in folders]
+
+
+async def read_status(client: Client, root: Node | None = None) -> dict[str, Any]:
+    """The network's age and temperature, every layer's state, why, and correction, the PLC link, the scan
+    diagnostics (NaN where a value is not known yet).
+
+    ``root`` is the node holding the network's AnalogNetwork and Compensator objects: Objects (the
+    default), or a network's folder in ``Objects/Networks``.
+    """
+    idx = await client.get_namespace_index(NAMESPACE_URI)
+    root = root if root is not None else client.nodes.objects
+    network = await root.get_child(f"{idx}:AnalogNetwork")
+    compensator = await root.get_child(f"{idx}:Compensator")
+    link = await root.get_child(f"{idx}:ControllerLink")
     layers_folder = await network.get_child(f"{idx}:Layers")
     layer_objects = sorted(await layers_folder.get_children(), key=lambda n: str(n.nodeid.Identifier))
     nodes = [await network.get_child(f"{idx}:Age"), await network.get_child(f"{idx}:Temperature")]

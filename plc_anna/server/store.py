@@ -1,15 +1,21 @@
 """One SQLite file for the server: the compensator's state, restored at start, and a history of values.
 
-Three tables. ``state`` holds the JSON of the newest few
-:meth:`~plc_anna.compensator.Compensator.state_dict` results, each with the
-scan number and wall time it was saved at; ``history`` holds historized
+Three tables. ``state`` holds the JSON of the newest few saved states of each
+network (the server's runtime state, :meth:`Runtime.state_dict
+<plc_anna.server.runtime.Runtime.state_dict>`), each with the network's name,
+the scan number and wall time it was saved at; ``history`` holds historized
 values as ``(time_s, name, JSON value)`` rows, pruned to a retention window;
 ``counters`` holds named integers that must survive any crash (the commit
-counter's reservation, :meth:`StateStore.save_counter`). A store of schema
-version 1 (without ``counters``) is upgraded in place when opened.
+counters' reservations, :meth:`StateStore.save_counter`).
 The file is marked as plc-anna's with ``PRAGMA application_id`` and carries
 its schema version in ``PRAGMA user_version``; any other file is refused,
 never overwritten.
+
+Schema 2 added ``counters``, schema 3 the network's name to ``state``. An
+older store is upgraded when opened, in one transaction: the states of a
+store of schema 1 or 2 (one network, no name) become those of the unnamed
+network ``""``, which is the key a single-network server keeps its state
+under, so its state loads as before.
 
 Durability: a kill -9 at any moment loses at most the transaction in flight
 and never leaves a corrupt store. The journal is a write-ahead log (WAL): a
@@ -51,7 +57,7 @@ logger = logging.getLogger(__name__)
 #: ``PRAGMA application_id`` of a plc-anna store (ASCII "plca").
 APPLICATION_ID = 0x706C6361
 #: ``PRAGMA user_version`` of the schema this module writes and reads.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: :meth:`StateStore.append_history` applies the retention at most this often, in its ``time_s``.
 RETENTION_INTERVAL_S = 60.0
 
@@ -60,7 +66,8 @@ _TABLES = ("counters", "history", "state")
 _COUNTERS = "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
 _SCHEMA = (
     "CREATE TABLE state (id INTEGER PRIMARY KEY, scan INTEGER NOT NULL, wall_time_s REAL NOT NULL, "
-    "data TEXT NOT NULL)",
+    "data TEXT NOT NULL, network TEXT NOT NULL DEFAULT '')",
+    "CREATE INDEX state_by_network ON state (network, id)",
     "CREATE TABLE history (time_s REAL NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL)",
     "CREATE INDEX history_by_name ON history (name, time_s)",
     "CREATE INDEX history_by_time ON history (time_s)",
@@ -68,10 +75,16 @@ _SCHEMA = (
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
-
-
-#: Version 1 -> 2: the counters table.
-_UPGRADE_1 = (_COUNTERS, f"PRAGMA user_version = {SCHEMA_VERSION}")
+#: The states of an older store (one network's) become those of the network "".
+_NAMED_STATES = (
+    "ALTER TABLE state ADD COLUMN network TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX state_by_network ON state (network, id)",
+)
+#: The tables of the schema versions a store is upgraded from, and the upgrades to this version.
+_OLD_TABLES = {1: ("history", "state"), 2: ("counters", "history", "state")}
+_UPGRADES = {0: _SCHEMA,
+             1: (*_NAMED_STATES, _COUNTERS, f"PRAGMA user_version = {SCHEMA_VERSION}"),
+             2: (*_NAMED_STATES, f"PRAGMA user_version = {SCHEMA_VERSION}")}
 
 
 class SavedState(NamedTuple):
@@ -125,16 +138,19 @@ def _open(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise ValueError(f"cannot open the state store {path}: {exc}") from None
     try:
-        schema = _check_schema(conn, path)
+        version = _check_schema(conn, path)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise ValueError(f"{path}: the file system does not support a WAL journal (got {mode!r})")
-        if schema != "current":  # create or upgrade the schema in one transaction
+        if version != SCHEMA_VERSION:  # create or upgrade the schema in one transaction
             conn.execute("BEGIN IMMEDIATE")
-            schema = _check_schema(conn, path)  # another process may have done it meanwhile
-            for statement in {"empty": _SCHEMA, "version 1": _UPGRADE_1}.get(schema, ()):
+            version = _check_schema(conn, path)  # another process may have done it meanwhile
+            for statement in _UPGRADES.get(version, ()):
                 conn.execute(statement)
             conn.execute("COMMIT")
+            if version in _OLD_TABLES:
+                logger.info("%s: upgraded the store from schema %d to %d (states keyed by network)",
+                            path, version, SCHEMA_VERSION)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise ValueError(f"{path} is not a usable SQLite database: {exc} (left unchanged)") from None
@@ -144,21 +160,21 @@ def _open(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _check_schema(conn: sqlite3.Connection, path: Path) -> str:
-    """``"current"`` for a plc-anna store of this schema, ``"version 1"`` for one to upgrade, ``"empty"`` for
-    an empty database; ValueError otherwise."""
+def _check_schema(conn: sqlite3.Connection, path: Path) -> int:
+    """The schema version of a plc-anna store (this one, or an older one to upgrade), 0 for an empty database;
+    ValueError for anything else."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-    if app_id == APPLICATION_ID and version == 1 and tables == ["history", "state"]:
-        return "version 1"
+    if app_id == APPLICATION_ID and version in _OLD_TABLES and tables == list(_OLD_TABLES[version]):
+        return version
     if app_id == APPLICATION_ID and version != SCHEMA_VERSION:
         raise ValueError(f"{path} is a plc-anna store of schema version {version}; this plc-anna reads "
-                         f"versions 1 and {SCHEMA_VERSION} (left unchanged)")
+                         f"versions {', '.join(map(str, _OLD_TABLES))} and {SCHEMA_VERSION} (left unchanged)")
     if app_id == APPLICATION_ID and tables == list(_TABLES):
-        return "current"
+        return version
     if app_id == 0 and version == 0 and not tables:
-        return "empty"
+        return 0
     raise ValueError(f"{path} is a SQLite database of another application or schema (application_id "
                      f"{app_id}, user_version {version}, tables {tables}): refusing to use it (left unchanged)")
 
@@ -240,32 +256,39 @@ class StateStore:
                     conn.execute("ROLLBACK")
                 raise
 
-    def save_state(self, state: dict, scan: int) -> None:
-        """Save ``state`` as the newest, dropping all but the newest :attr:`keep_states`, in one transaction.
+    def save_state(self, state: dict, scan: int, network: str = "") -> None:
+        """Save ``state`` as ``network``'s newest, dropping all but its newest :attr:`keep_states`, in one
+        transaction; the other networks' states are untouched.
 
         ``state`` is JSON-ready data (:meth:`Compensator.state_dict`; numpy
-        arrays and scalars are converted), ``scan`` the scan it belongs to.
-        ValueError, with nothing written, if ``state`` is not a dict or holds
-        NaN, Inf or a value JSON cannot represent.
+        arrays and scalars are converted), ``scan`` the scan it belongs to,
+        ``network`` the network's name (``""``: the one network of a
+        single-network server). ValueError, with nothing written, if ``state``
+        is not a dict or holds NaN, Inf or a value JSON cannot represent.
         """
         if not isinstance(state, dict):
             raise ValueError(f"a state must be a dict, got {type(state).__name__}")
+        if not isinstance(network, str):
+            raise ValueError(f"a network's name must be a string, got {network!r}")
         scan = operator.index(scan)
         data = _encode(state, f"the state of scan {scan}")
         with self._write("FULL") as conn:
-            conn.execute("INSERT INTO state (scan, wall_time_s, data) VALUES (?, ?, ?)", (scan, time.time(), data))
-            conn.execute("DELETE FROM state WHERE id NOT IN (SELECT id FROM state ORDER BY id DESC LIMIT ?)",
-                         (self.keep_states,))
+            conn.execute("INSERT INTO state (scan, wall_time_s, data, network) VALUES (?, ?, ?, ?)",
+                         (scan, time.time(), data, network))
+            conn.execute("DELETE FROM state WHERE network = ? AND id NOT IN "
+                         "(SELECT id FROM state WHERE network = ? ORDER BY id DESC LIMIT ?)",
+                         (network, network, self.keep_states))
 
-    def load_state_entry(self) -> SavedState | None:
-        """The newest readable saved state with its scan and wall time; None for a store without one.
+    def load_state_entry(self, network: str = "") -> SavedState | None:
+        """``network``'s newest readable saved state with its scan and wall time; None if it has none.
 
         An unreadable row (not a JSON object) is skipped, with a logged
         warning, in favour of the one saved before it.
         """
         with self._lock:
             rows = self._connection().execute(
-                "SELECT id, scan, wall_time_s, data FROM state ORDER BY id DESC").fetchall()
+                "SELECT id, scan, wall_time_s, data FROM state WHERE network = ? ORDER BY id DESC",
+                (network,)).fetchall()
         for row_id, scan, wall_time_s, data in rows:
             try:
                 state = json.loads(data, parse_constant=_reject_constant)
@@ -299,10 +322,16 @@ class StateStore:
             row = self._connection().execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return None if row is None else int(row[0])
 
-    def load_state(self) -> dict | None:
-        """The newest readable saved state (see :meth:`load_state_entry`); None for a store without one."""
-        entry = self.load_state_entry()
+    def load_state(self, network: str = "") -> dict | None:
+        """``network``'s newest readable saved state (see :meth:`load_state_entry`); None if it has none."""
+        entry = self.load_state_entry(network)
         return None if entry is None else entry.state
+
+    def state_networks(self) -> list[str]:
+        """The names of the networks with a saved state, sorted (``""``: a single-network server's)."""
+        with self._lock:
+            return [row[0] for row in self._connection().execute(
+                "SELECT DISTINCT network FROM state ORDER BY network")]
 
     def append_history(self, time_s: float, values: Mapping[str, Any]) -> None:
         """Historize named values at ``time_s``, in one transaction.

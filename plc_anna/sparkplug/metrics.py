@@ -22,7 +22,7 @@ import numpy as np
 from pysparkplug import DataType, Metric
 
 from plc_anna.server.runtime import Snapshot
-from plc_anna.server.scan import CycleStats
+from plc_anna.engine.task import CycleStats
 from plc_anna.sparkplug.config import COMMANDS
 
 REBIRTH = "Node Control/Rebirth"

@@ -189,7 +189,8 @@ def test_calibrate_save_baseline_and_serve_restores_it(opcua, tmp_path):
 
     async def serve() -> tuple[int | None, list]:
         async with PlcAnnaServer(config, SMALL_CONFIG) as server:
-            return server.restored_scan, server.runtime.compensator.states
+            served = server.networks["thermocouple"]
+            return served.restored_scan, [layer.state for layer in served.latest.layers]
 
     restored_scan, states = asyncio.run(serve())
     assert restored_scan == runtime.scan

@@ -71,13 +71,14 @@ def test_an_operator_acknowledges_a_viewer_may_not_and_refresh_shows_what_is_ret
                 await subscription.subscribe_alarms_and_conditions(operator.nodes.server, [
                     ua.ObjectIds.AlarmConditionType, ua.ObjectIds.RefreshStartEventType,
                     ua.ObjectIds.RefreshEndEventType])
-                work = r.server.scan.work
+                runtime = r.scan().runtime
+                work = runtime.step
 
                 def slow():
                     time.sleep(0.08)  # longer than the scan period: every cycle overruns
                     return work()
 
-                r.server.scan.work = slow
+                runtime.step = slow
 
                 async def raised():
                     return any(e.NodeId == alarm_id and e.Retain for e in received)
@@ -94,7 +95,7 @@ def test_an_operator_acknowledges_a_viewer_may_not_and_refresh_shows_what_is_ret
                 with pytest.raises(ua.uaerrors.BadUserAccessDenied):
                     await viewer.get_node(alarm_id).call_method(
                         ACKNOWLEDGE, latest, ua.LocalizedText("mine"))
-                assert r.server.alarms.scan_overrun.acked is False
+                assert r.server.networks["digits"].alarms.scan_overrun.acked is False
                 # an unknown EventId is refused; the operator's acknowledgement with the right one is taken
                 with pytest.raises(ua.uaerrors.BadEventIdUnknown):
                     await operator.get_node(alarm_id).call_method(
@@ -102,7 +103,7 @@ def test_an_operator_acknowledges_a_viewer_may_not_and_refresh_shows_what_is_ret
                         ua.LocalizedText("?"))
                 await operator.get_node(alarm_id).call_method(
                     ACKNOWLEDGE, latest, ua.LocalizedText("seen, tuning"))
-                condition = r.server.alarms.scan_overrun
+                condition = r.server.networks["digits"].alarms.scan_overrun
                 assert condition.acked and condition.acked_by == "otto" and condition.comment == "seen, tuning"
                 assert await operator.get_node(ua.NodeId(f"{ALARM}.AckedState.Id", r.idx)).read_value() is True
                 with pytest.raises(ua.uaerrors.BadConditionBranchAlreadyAcked):
@@ -110,7 +111,7 @@ def test_an_operator_acknowledges_a_viewer_may_not_and_refresh_shows_what_is_ret
                         ACKNOWLEDGE, condition.event_id,
                         ua.LocalizedText("again"))
                 # acknowledged and still active: retained; once the overruns stop it clears and is no longer
-                r.server.scan.work = work
+                runtime.step = work
 
                 async def cleared():
                     return not condition.active
@@ -203,20 +204,21 @@ def test_an_hmi_on_another_stack_refreshes_and_acknowledges(tmp_path, node_opcua
     async def scenario():
         async with rig(tmp_path, compensator_config=FAST, scan_ms=50,
                        users={"otto": "operator", "vera": "viewer"}) as r:
-            work = r.server.scan.work
+            runtime = r.scan().runtime
+            work = runtime.step
 
             def slow():
                 time.sleep(0.08)
                 return work()
 
-            r.server.scan.work = slow
-            condition = r.server.alarms.scan_overrun
+            runtime.step = slow
+            condition = r.server.networks["digits"].alarms.scan_overrun
 
             async def active():
                 return condition.active
 
             assert await wait_for(active)
-            r.server.scan.work = work
+            runtime.step = work
 
             def plan(user):
                 return json.dumps({"endpoint": r.endpoint, "pki": str(tmp_path / "hmi-pki"), "user": user,

@@ -100,7 +100,7 @@ def test_browse_read_methods_and_rights(tmp_path):
                     await viewer.get_node(r.nodeid("Compensator")).call_method(r.nodeid("Compensator.Rollback"))
                 with pytest.raises(ua.uaerrors.BadUserAccessDenied):
                     await gain.write_value(ua.Variant([1.0] * 10, ua.VariantType.Double))
-                assert r.server.runtime.compensator.layers[1].correction()[0].tolist() == \
+                assert r.scan().runtime.compensator.layers[1].correction()[0].tolist() == \
                     pytest.approx(before, abs=0.05)  # unchanged by the refused write (the ramp may move it)
     run(scenario)
 
@@ -122,7 +122,7 @@ def test_client_writes_are_validated(tmp_path):
         async with rig(tmp_path, compensator_config=FAST) as r:
             async with r.client() as client:
                 gain = client.get_node(r.nodeid(f"{LAYER1}.Gain"))
-                layer = r.server.runtime.compensator.layers[1]
+                layer = r.scan().runtime.compensator.layers[1]
                 bad = {
                     "NaN": ua.Variant([math.nan] + [1.0] * 9, ua.VariantType.Double),
                     "Inf": ua.Variant([math.inf] + [1.0] * 9, ua.VariantType.Double),
@@ -147,7 +147,7 @@ def test_client_writes_are_validated(tmp_path):
                 with pytest.raises(ua.uaerrors.BadOutOfRange):
                     await period.write_value(ua.Variant(1.0, ua.VariantType.Double))
                 await period.write_value(ua.Variant(25.0, ua.VariantType.Double))
-                assert r.server.scan.period_s == 0.025
+                assert r.scan().task.period_s == 0.025
     run(scenario)
 
 
@@ -200,6 +200,67 @@ async def _history_at_least(node, n):
     return len(await node.read_raw_history()) >= n
 
 
+def test_a_stuck_subscriber_delays_neither_the_scan_nor_the_other_clients(tmp_path):
+    """Five sessions in another process subscribe to every layer, then that process stops (SIGSTOP): its
+    sockets are no longer read. The scan keeps its deadlines (counted: deadlines it ran past, against the
+    cycles it ran) and a healthy client still gets its notifications."""
+    from plc_anna.bench.baseline import SUBSCRIBED
+    from plc_anna.bench.subscribers import Subscribers
+    from plc_anna.server.model import NAMESPACE_URI
+
+    async def scenario():
+        async with rig(tmp_path, compensator_config=FAST, scan_ms=10, publish_ms=20,
+                       scan_isolation="process") as r:
+            nodes = [f"ns={NAMESPACE_URI};s={LAYER1.replace('Layer1', f'Layer{i}')}.{member}"
+                     for i in range(2) for member in SUBSCRIBED]
+            served = r.server.networks["digits"]
+            async with Subscribers(r.endpoint, 5, 20, nodes, tmp_path) as stuck, r.client(user=None) as healthy:
+                assert stuck.monitored_items == 5 * len(nodes)
+                received = _Counter()
+                subscription = await healthy.create_subscription(20, received)
+                await subscription.subscribe_data_change([healthy.get_node(r.nodeid(f"{LAYER1}.Gain")),
+                                                          healthy.get_node(r.nodeid("ControllerLink.Heartbeat"))])
+                stuck.pause()
+                try:
+                    before, heard = served.stats, received.count
+                    assert await wait_for(lambda: _scanned(served, before.cycles + 300), timeout=60)
+                    after = served.stats
+                    assert after.missed_deadlines - before.missed_deadlines <= 0.05 * (after.cycles - before.cycles)
+                    assert received.count - heard >= 20      # publishing went on for everybody else
+                finally:
+                    stuck.resume()
+    run(scenario)
+
+
+def test_a_server_whose_scan_engine_dies_stops_serving_with_the_reason(tmp_path):
+    """The scans' process killed (as by the OOM killer): serve_forever ends with an error, so a service
+    manager restarts the server, instead of serving values that no longer move."""
+    import os
+    import signal
+
+    async def scenario():
+        async with rig(tmp_path, compensator_config=FAST, scan_isolation="process") as r:
+            serving = asyncio.ensure_future(r.server.serve_forever())
+            await asyncio.sleep(0.3)
+            assert not serving.done()
+            os.kill(r.server.host.process.pid, signal.SIGKILL)
+            with pytest.raises(RuntimeError, match="the scan engine process ended"):
+                await asyncio.wait_for(serving, 30)
+    run(scenario)
+
+
+class _Counter:
+    def __init__(self):
+        self.count = 0
+
+    def datachange_notification(self, node, value, data):
+        self.count += 1
+
+
+async def _scanned(served, cycles):
+    return served.stats.cycles >= cycles
+
+
 def test_a_restart_restores_the_state(tmp_path):
     async def first():
         async with rig(tmp_path, compensator_config=FAST) as r:
@@ -208,12 +269,12 @@ def test_a_restart_restores_the_state(tmp_path):
                 assert await wait_for(lambda: _greater(counter, 0))
                 await client.get_node(r.nodeid(f"{LAYER1}.Gain")).write_value(
                     ua.Variant([1.2] * 10, ua.VariantType.Double))
-            await r.server.command(r.server.runtime.set_age, 3600.0)
-            return r.server.runtime.state_dict()
+            await r.server.networks["digits"].command("set_age", 3600.0)
+            return r.scan().runtime.state_dict()
 
     async def second():
         async with rig(tmp_path, compensator_config=FAST) as r:
-            return r.server.restored_scan, r.server.runtime
+            return r.server.networks["digits"].restored_scan, r.scan().runtime
 
     saved = run(first)
     restored_scan, runtime = run(second)
@@ -283,7 +344,7 @@ def test_sign_and_encrypt_with_users(tmp_path):
 
     async def scenario():
         async with PlcAnnaServer(config, FAST) as server:
-            idx = server.space.idx
+            idx = server.idx
             async with await client_as("vera") as client:
                 assert len(await client.get_node(ua.NodeId(f"{LAYER1}.Gain", idx)).read_value()) == 10
                 with pytest.raises(ua.uaerrors.BadUserAccessDenied):

@@ -39,10 +39,10 @@ def write(tmp_path: Path, text: str, name: str = "server.toml") -> Path:
     return path
 
 
-def documented_example() -> str:
+def documented_example(index: int = 0) -> str:
     blocks = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
-    assert len(blocks) == 1
-    return blocks[0]
+    assert len(blocks) == 2  # a single network, and several
+    return blocks[index]
 
 
 def test_the_documented_example_loads(tmp_path, monkeypatch):
@@ -63,6 +63,21 @@ def test_the_documented_example_loads(tmp_path, monkeypatch):
     assert security.trust_dir == tmp_path / "trusted"
     assert [(u.name, u.role) for u in security.users] == [
         ("operator1", "operator"), ("engineer1", "engineer"), ("shiftlead", "viewer")]
+
+
+def test_the_documented_example_of_several_networks_loads(tmp_path):
+    from plc_anna.contract.tagmap import tag_map_to_toml
+    from plc_anna.device.simulated import SimulatedNetwork
+    from plc_anna.simulated_plc.program import SimulatedPlc
+
+    plc = SimulatedPlc(SimulatedNetwork("thermocouple", "pcm", seed=0))
+    write(tmp_path, tag_map_to_toml(plc.tag_map("opcua", "opc.tcp://127.0.0.1:4841")), name="kiln-plc.toml")
+    config = load_server_config(write(tmp_path, documented_example(1)))
+    kiln, sorter = config.served_networks
+    assert (kiln.name, kiln.device_backend, kiln.tag_map, kiln.scan_ms) == \
+        ("kiln", "plc", str(tmp_path / "kiln-plc.toml"), 20)
+    assert (sorter.name, sorter.network, sorter.scan_ms, sorter.seed) == ("sorter", "digits", 50, 3)
+    assert config.publish_ms == 200 and config.host == "0.0.0.0"
 
 
 def test_an_empty_file_gives_the_defaults(tmp_path):
@@ -238,7 +253,7 @@ def test_an_empty_password_cannot_be_hashed():
 
 
 def test_every_key_is_documented():
-    fields = ({f.name for f in dataclasses.fields(ServerConfig)} - {"source"}
+    fields = ({f.name for f in dataclasses.fields(ServerConfig)} - {"source"} | {"networks[].name"}
               | {f"security.{f.name}" for f in dataclasses.fields(SecurityConfig)}
               | {f"security.users[].{f.name}" for f in dataclasses.fields(UserEntry)}
               | {f"sparkplug.{name}" for name in SPARKPLUG_KEY_DOCS})

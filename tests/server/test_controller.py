@@ -76,7 +76,7 @@ def test_a_plc_observed_network_is_compensated_and_the_link_is_shown(tmp_path):
                     sources = {event.SourceName for event in recorder if "PLC link" in str(event.Message.Text)}
                     assert sources == {"ControllerLink"}
                     # the LinkLost alarm went active with the loss and inactive with the return, unacknowledged
-                    alarm = r.server.alarms.link_lost
+                    alarm = next(iter(r.server.networks.values())).alarms.link_lost
                     assert not alarm.active and not alarm.acked and alarm.retain
                     assert "PLC link restored" in alarm.message
                     await subscription.delete()
@@ -96,7 +96,7 @@ def test_an_unreachable_plc_is_shown_on_the_controller_link_and_the_server_runs_
                 assert await client.get_node(r.nodeid("ControllerLink.Connected")).read_value() is False
                 lost = client.get_node(r.nodeid("ControllerLink.LinkLostAlarm.ActiveState.Id"))
                 assert await wait_for(lambda: _true(lost))
-                assert "connection refused" in r.server.alarms.link_lost.message
+                assert "connection refused" in next(iter(r.server.networks.values())).alarms.link_lost.message
                 samples = client.get_node(r.nodeid("AnalogNetwork.Layers.Layer1.SampleCount"))
                 seen = await samples.read_value()
                 # The scan goes on (the simulated network here); only the write-back waits for the PLC.

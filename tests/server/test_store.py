@@ -182,7 +182,7 @@ def test_counters_are_durable_and_a_version_1_store_is_upgraded_in_place(tmp_pat
         store.save_counter("commit_counter", 2000)
         with pytest.raises(ValueError, match="counter name"):
             store.save_counter("", 1)
-    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(2,)]
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
     with StateStore(path) as store:
         assert store.load_counter("commit_counter") == 2000
 
@@ -229,9 +229,69 @@ def test_a_store_of_another_schema_version_is_refused_and_left_alone(tmp_path):
     raw(path, "PRAGMA user_version = 99")
     raw(path, "PRAGMA wal_checkpoint(TRUNCATE)")
     before = path.read_bytes()
-    with pytest.raises(ValueError, match=r"s\.db is a plc-anna store of schema version 99"):
+    with pytest.raises(ValueError, match=r"s\.db is a plc-anna store of schema version 99; this plc-anna reads "
+                                         r"versions 1, 2 and 3"):
         StateStore(path)
     assert path.read_bytes() == before
+
+
+#: The schema 1 store, as plc-anna wrote it before states were keyed by network.
+SCHEMA_1 = (
+    "CREATE TABLE state (id INTEGER PRIMARY KEY, scan INTEGER NOT NULL, wall_time_s REAL NOT NULL, "
+    "data TEXT NOT NULL)",
+    "CREATE TABLE history (time_s REAL NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL)",
+    "CREATE INDEX history_by_name ON history (name, time_s)",
+    "CREATE INDEX history_by_time ON history (time_s)",
+    f"PRAGMA application_id = {APPLICATION_ID}",
+    "PRAGMA user_version = 1",
+)
+
+
+def test_a_store_of_schema_1_is_upgraded_and_its_state_loads_as_the_single_networks(tmp_path):
+    path = tmp_path / "old.sqlite"
+    for statement in SCHEMA_1:
+        raw(path, statement)
+    raw(path, "INSERT INTO state (scan, wall_time_s, data) VALUES (?, ?, ?)", (41, 1.0, json.dumps({"old": 1})))
+    raw(path, "INSERT INTO state (scan, wall_time_s, data) VALUES (?, ?, ?)", (42, 2.0, json.dumps({"old": 2})))
+    raw(path, "INSERT INTO history VALUES (?, ?, ?)", (2.0, "Layer1.Gain", "[1.0]"))
+    with StateStore(path) as store:
+        entry = store.load_state_entry()
+        assert (entry.scan, entry.state) == (42, {"old": 2})
+        assert store.state_networks() == [""] and store.load_state("line1") is None
+        assert store.read_history("Layer1.Gain") == [(2.0, [1.0])]
+        store.save_state({"new": 1}, 7, network="line1")
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    with StateStore(path) as store:  # upgraded once; reopening changes nothing
+        assert store.load_state() == {"old": 2} and store.load_state("line1") == {"new": 1}
+
+
+def test_a_store_of_schema_2_keeps_its_state_and_its_counters(tmp_path):
+    """Schema 2 (counters, states of one network) gains the network's name; nothing saved is lost."""
+    path = tmp_path / "v2.sqlite"
+    for statement in (*SCHEMA_1[:-1], "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+                      "PRAGMA user_version = 2"):
+        raw(path, statement)
+    raw(path, "INSERT INTO state (scan, wall_time_s, data) VALUES (?, ?, ?)", (5, 1.0, json.dumps({"k": 5})))
+    raw(path, "INSERT INTO counters VALUES ('commit_counter', 3000)")
+    with StateStore(path) as store:
+        assert store.load_state_entry()[:1] == (5,) and store.load_state() == {"k": 5}
+        assert store.load_counter("commit_counter") == 3000 and store.state_networks() == [""]
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
+
+
+def test_each_network_keeps_its_own_states(tmp_path):
+    with StateStore(tmp_path / "s.db", keep_states=2) as store:
+        for scan in range(1, 6):
+            store.save_state({"scan": scan}, scan, network="line1")
+        store.save_state({"chip": 1}, 9, network="chip")
+        assert store.state_networks() == ["chip", "line1"]
+        assert store.load_state_entry("line1").scan == 5 and store.load_state("chip") == {"chip": 1}
+        assert store.load_state() is None
+    # keep_states applies per network: line1's saves never pushed chip's state out
+    assert sorted(raw(tmp_path / "s.db", "SELECT network, scan FROM state")) == [("chip", 9), ("line1", 4),
+                                                                                  ("line1", 5)]
+    with pytest.raises(ValueError, match="name must be a string"), StateStore(tmp_path / "s.db") as store:
+        store.save_state({}, 1, network=None)
 
 
 def test_a_closed_store_says_so(tmp_path):

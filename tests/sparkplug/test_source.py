@@ -28,12 +28,12 @@ def test_a_server_publishes_its_network_and_runs_allowed_commands_as_its_methods
                 async with r.client() as client:
                     opc_gain = await client.get_node(r.nodeid("AnalogNetwork.Layers.Layer1.Gain")).read_value()
                 assert await seen.wait(lambda: all(layer.state != DriftState.CALIBRATING
-                                                   for layer in server.latest.layers), timeout=60)
+                                                   for layer in server.networks["digits"].latest.layers), timeout=60)
                 topic = "spBv1.0/plant/DCMD/rig/digits"
                 await publish(broker, topic, command("Compensator/ResetReference"))  # not allowed: refused
                 await publish(broker, topic, command("Compensator/Calibrate"))
                 calibrating = await seen.wait(lambda: any(layer.state == DriftState.CALIBRATING
-                                                          for layer in server.latest.layers), timeout=20)
+                                                          for layer in server.networks["digits"].latest.layers), timeout=20)
                 stats = server.edge_node.stats
         return seen, birth, opc_gain, calibrating, stats
 
