@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from plc_anna.compensator import Compensator, CompensatorConfig
+from plc_anna.compensator import Compensator, CompensatorConfig, run_inline
 from plc_anna.device.base import AnalogNetwork
 from plc_anna.drift.states import Event
 

@@ -218,6 +218,9 @@ class LayerCompensator(ReferenceSteps, CorrectionSteps):
     def set_correction(self, gain: np.ndarray, offset: np.ndarray) -> None:
         """Apply an engineer's (gain, offset) now and commit it as the last good one.
 
+        It holds until the compensator has a reason of its own to move it: drift on this layer, or a
+        new correction upstream (this layer's inputs changed); a re-estimate begun before is dropped.
+
         Raises
         ------
         ValueError
@@ -234,6 +237,7 @@ class LayerCompensator(ReferenceSteps, CorrectionSteps):
             if np.any(values < low) or np.any(values > high):
                 raise ValueError(f"layer {self.index}: {name} outside its range {low:g} .. {high:g}")
         self._gain, self._offset = gain.copy(), offset.copy()
+        self._refresh = None  # an estimate begun before the engineer's value does not replace it
         self.commit()
 
     def request_estimate(self) -> None:

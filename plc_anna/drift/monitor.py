@@ -24,7 +24,11 @@ times the fingerprint's predictive standard deviation of that quantity
 outside it, a deviation the fingerprint cannot rule out counts as no
 evidence, and the window's **coverage** says how much of its input variation
 the fingerprint pinned down. The variance score counts only where the
-fingerprint's own error adds less than a quarter of the noise variance.
+fingerprint's own error adds less than a quarter of the noise variance, and
+the noise variance's own sampling error (relative standard error
+:math:`\sqrt{2/(N - d - 1)}` after :math:`N` calibration samples of
+:math:`d` inputs) is part of the dead zone: a short calibration does not read
+its own estimate as growing noise.
 
 Five tests share the false-alarm budget ``arl0`` (each gets ``5·arl0``):
 
@@ -171,6 +175,9 @@ class DriftMonitor:
         # Fingerprint.coverage's weights, once per fingerprint (the window's coverage is read every window)
         self._pinned = fp.scatter / (fp.scatter + float(np.median(fp.prior_precision)))
         self._floor = np.maximum(fp.noise_var, self.output_floor)
+        # The noise variance is itself an estimate: its relative standard error, sqrt(2 / dof), is no
+        # evidence either (a short calibration otherwise reads its own sampling error as growing noise).
+        self._noise_error = math.sqrt(2.0 / max(fp.count - fp.basis.shape[0] - 1.0, 1.0))
 
     # ----------------------------------------------------------------- read-only
     @property
@@ -279,8 +286,9 @@ class DriftMonitor:
         scaled = spread @ self._scale_map                                # (n, k)
         model_var = (spread_sq @ self._inverse + fp.scale_var * np.einsum("ij,ij->j", scaled, scaled) / noise) / dof
         ratio = residual_var / noise - model_var
-        ratio = np.where(ratio > 1.0, np.maximum(ratio - self.dead_zone * model_var, 1.0),
-                         np.minimum(ratio + self.dead_zone * model_var, 1.0))
+        systematic = model_var + self._noise_error
+        ratio = np.where(ratio > 1.0, np.maximum(ratio - self.dead_zone * systematic, 1.0),
+                         np.minimum(ratio + self.dead_zone * systematic, 1.0))
         c = 2.0 / (9.0 * dof)
         # Only noise that grows is evidence: a quieter column has not drifted (and a fingerprint taken while
         # the hardware moved overstates the noise).
