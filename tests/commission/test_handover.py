@@ -32,14 +32,18 @@ def serve_and_watch(config_path, seconds: float) -> tuple[int | None, set, list,
     async def run():
         seen: set = set()
         async with PlcAnnaServer(load_server_config(config_path)) as server:
-            start = time.monotonic()
+            served = next(iter(server.networks.values()))
+            start, last = time.monotonic(), None
             while time.monotonic() - start < seconds:
-                seen.update(layer.state for layer in server.runtime.compensator.layers)
+                latest = served.latest
+                if latest is not None and latest is not last:   # every published scan: its states and events
+                    last = latest
+                    seen.update(layer.state for layer in latest.layers)
+                    seen.update(event.state for event in latest.events)
                 await asyncio.sleep(0.02)
-            layers = server.runtime.compensator.layers
-            scans = server.runtime.scan - server.restored_scan
-            reasons = [getattr(layer, "state_reason", "") for layer in layers]
-            return server.restored_scan, seen, reasons, scans, server.runtime.samples
+            scans = last.scan - served.restored_scan
+            reasons = [layer.state_reason for layer in last.layers]
+            return served.restored_scan, seen, reasons, scans, last.layers[0].sample_count
     return asyncio.run(run())
 
 
