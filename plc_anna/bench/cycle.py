@@ -228,7 +228,10 @@ async def _serve_and_measure(run: CycleRun, seed: int, isolation: str, priority:
 def _server_keys(run: CycleRun, isolation: str, priority: int) -> dict[str, Any]:
     return {"endpoint": f"opc.tcp://127.0.0.1:{free_port()}/plc-anna", "publish_ms": int(run.publish_ms),
             "scan_isolation": isolation, "scan_priority": priority,
-            "security": {"policies": ["None"], "allow_anonymous": True}}
+            # every subscriber is a session, and the server's default cap (50) would refuse the rest
+            "security": {"policies": ["None"], "allow_anonymous": True,
+                         "max_sessions": max(50, run.subscribers + 10),
+                         "max_connections": max(100, run.subscribers + 20)}}
 
 
 def _timed(publish: Callable, into: list[float]) -> Callable:
