@@ -135,7 +135,7 @@ class PlcAnnaServer:
         entries = config.served_networks
         single = not config.networks
         networks = {entry.name: self._given.get(entry.name) or load_network(entry.network) for entry in entries}
-        specs = [self._spec(entry, networks[entry.name], single) for entry in entries]
+        specs = {entry.name: self._spec(entry, networks[entry.name], single) for entry in entries}
         config.config_dir.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(config.state_store, retention_s=config.history_retention_days * 86400.0)
         # The engine's process sends reports twice per publishing interval: publishing never waits long
@@ -145,11 +145,11 @@ class PlcAnnaServer:
         try:
             saved = {entry.name: self.store.load_state_entry("" if single else entry.name) for entry in entries}
             try:
-                first = await self.host.start(specs, {name: s.state for name, s in saved.items() if s is not None})
+                first = await self.host.start(list(specs.values()), {name: s.state for name, s in saved.items() if s is not None})
             except StateRefused as exc:
                 raise ValueError(f"{self.store.path} holds a saved state this server cannot take ({exc}); it is "
                                  "left untouched: point state_store at another file to start afresh") from None
-            await self._start_server(entries, networks, single)
+            await self._start_server(entries, specs, single)
             for name, entry in saved.items():
                 if entry is not None:
                     self._networks[name].restored_scan = entry.scan
@@ -241,7 +241,7 @@ class PlcAnnaServer:
                            compensator=self.compensator_config, counter_store=self.config.state_store,
                            counter_name=COMMIT_COUNTER if single else f"{COMMIT_COUNTER}:{entry.name}")
 
-    async def _start_server(self, entries: tuple[NetworkEntry, ...], networks: dict[str, Network],
+    async def _start_server(self, entries: tuple[NetworkEntry, ...], specs: dict[str, NetworkSpec],
                             single: bool) -> None:
         config = self.config
         security = config.security
@@ -249,7 +249,7 @@ class PlcAnnaServer:
                                               security.hello_timeout_s))
         await server.init()
         server.set_endpoint(config.endpoint)
-        server.set_server_name("plc-anna " + ", ".join(network.name for network in networks.values()))
+        server.set_server_name("plc-anna " + ", ".join(spec.network.name for spec in specs.values()))
         ruleset = await configure_server_security(server, config)
         await publish_identity(server, Capabilities(max_sessions=security.max_sessions,
                                                     max_message_size=server.limits.max_message_size,
@@ -268,18 +268,18 @@ class PlcAnnaServer:
         conditions = await ConditionServer.install(server, ruleset)
         historized: dict = {}
         for entry in entries:
-            served = await self._serve_network(entry, networks[entry.name], single, ruleset, guard, conditions)
+            served = await self._serve_network(entry, specs[entry.name], single, ruleset, guard, conditions)
             self._networks[entry.name] = served
             historized.update(served.historized())
         await enable_history(server, self.store, historized)
         await server.start()
         await self.diagnostics.start()
 
-    async def _serve_network(self, entry: NetworkEntry, network: Network, single: bool, ruleset: Any,
+    async def _serve_network(self, entry: NetworkEntry, spec: NetworkSpec, single: bool, ruleset: Any,
                              guard: WriteGuard, conditions: ConditionServer) -> ServedNetwork:
-        """One network's objects, methods and guarded writes."""
+        """One network's objects, methods and guarded writes (its network and tag map as the engine has them)."""
         server, config, ramp = self.server, self.config, self.compensator_config.ramp
-        tag_map = load_tag_map(entry.tag_map) if entry.tag_map else None
+        network, tag_map = spec.network, spec.tag_map
         simulated = entry.device_backend == "simulated"
         device_name = (f"simulated {Path(str(entry.device)).name}" if simulated
                        else f"observed through {tag_map.plc.endpoint}")
