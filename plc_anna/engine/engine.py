@@ -69,6 +69,7 @@ class Engine:
                 scan = NetworkScan(spec, self.emit, self.priority)
                 if states.get(spec.name) is not None:
                     scan.restore(states[spec.name])
+                scan.resume_counters()
             except ValueError as exc:
                 for built in scans.values():
                     built.jobs.close(wait=False)

@@ -182,10 +182,13 @@ class NetworkScan:
         """A report of the runtime now, without a scan (the first one, and after commands)."""
         return self._report(self.runtime.snapshot(), state)
 
-    def start(self, links: LinkLoop | None) -> None:
-        """Start the link and the scan; the commit counter first resumes after every counter it may have used."""
+    def resume_counters(self) -> None:
+        """Continue the commit counter after every counter it may have published before (after :meth:`restore`,
+        before the first report: a report must never show a counter that was used already)."""
         if self._counters is not None:
             self.runtime.resume_counters(self._counters.load_counter(self.spec.counter_name))
+
+    def start(self, links: LinkLoop | None) -> None:
         if self.link is not None:
             self.link.start(links)
         self.task.start()
